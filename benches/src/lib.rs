@@ -1,0 +1,1 @@
+//! Benchmark support shared by the benches in `benches/benches/`.

@@ -1,0 +1,114 @@
+//! Code-aware tokens, shared by the lexical index, lexical queries and the builtin embedder:
+//! identifiers are split on camelCase, snake_case, kebab-case and digits, and the whole
+//! identifier is kept too, all lowercased.
+
+/// Splits one identifier into its lowercase parts: `parseHTTPRequest2` -> `parse`, `http`,
+/// `request`, `2`; `user_service` -> `user`, `service`.
+pub fn split_identifier(word: &str) -> Vec<String> {
+    let chars: Vec<char> = word.chars().collect();
+    let mut parts = Vec::new();
+    let mut cur = String::new();
+    for (i, &c) in chars.iter().enumerate() {
+        if c == '_' || c == '$' || c == '-' {
+            if !cur.is_empty() {
+                parts.push(std::mem::take(&mut cur));
+            }
+            continue;
+        }
+        if let Some(&prev) = cur.chars().last().as_ref() {
+            let next = chars.get(i + 1).copied();
+            let boundary = (prev.is_lowercase() && c.is_uppercase())
+                || (prev.is_alphabetic() && c.is_ascii_digit())
+                || (prev.is_ascii_digit() && c.is_alphabetic())
+                // The last capital of an acronym starts the next word: HTTPRequest -> HTTP Request.
+                || (prev.is_uppercase() && c.is_uppercase() && next.is_some_and(char::is_lowercase));
+            if boundary {
+                parts.push(std::mem::take(&mut cur));
+            }
+        }
+        cur.push(c);
+    }
+    if !cur.is_empty() {
+        parts.push(cur);
+    }
+    parts.into_iter().map(|p| p.to_lowercase()).collect()
+}
+
+/// Calls `f` with each token of `text`: each identifier-like word lowercased whole, then its
+/// parts when it has more than one. Words are runs of letters, digits, `_` and `$`.
+pub fn for_each_token(text: &str, mut f: impl FnMut(&str)) {
+    for word in text.split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$')) {
+        let word = word.trim_matches(|c| c == '_' || c == '$');
+        if word.is_empty() || word.len() > 64 {
+            continue;
+        }
+        let whole = word.to_lowercase();
+        f(&whole);
+        let parts = split_identifier(word);
+        if parts.len() > 1 {
+            for part in &parts {
+                f(part);
+            }
+        }
+    }
+}
+
+/// All tokens of `text`, in order, duplicates kept.
+pub fn tokens(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for_each_token(text, |t| out.push(t.to_string()));
+    out
+}
+
+/// The lexical document stored for a chunk: path segments, symbol path and content tokens,
+/// space-separated, so a full-text index with a plain whitespace tokenizer sees code-aware terms.
+pub fn document(path: &str, symbol_path: &str, content: &str) -> String {
+    let mut doc = String::with_capacity(content.len() + path.len() + symbol_path.len());
+    for text in [path, symbol_path, content] {
+        for_each_token(text, |t| {
+            doc.push_str(t);
+            doc.push(' ');
+        });
+    }
+    doc.pop();
+    doc
+}
+
+/// The distinct terms of a query, in first-seen order.
+pub fn query_terms(query: &str) -> Vec<String> {
+    let mut seen = std::collections::HashSet::new();
+    tokens(query).into_iter().filter(|t| seen.insert(t.clone())).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_identifiers() {
+        assert_eq!(split_identifier("parseHTTPRequest2"), ["parse", "http", "request", "2"]);
+        assert_eq!(split_identifier("user_service"), ["user", "service"]);
+        assert_eq!(split_identifier("UserService"), ["user", "service"]);
+        assert_eq!(split_identifier("x"), ["x"]);
+        assert_eq!(split_identifier("MAX_RETRIES"), ["max", "retries"]);
+        assert_eq!(split_identifier("sha256sum"), ["sha", "256", "sum"]);
+    }
+
+    #[test]
+    fn keeps_whole_identifier_and_parts() {
+        assert_eq!(
+            tokens("createUser(user_id)"),
+            ["createuser", "create", "user", "user_id", "user", "id"]
+        );
+        assert_eq!(query_terms("user User createUser"), ["user", "createuser", "create"]);
+    }
+
+    #[test]
+    fn document_has_path_and_symbol_terms() {
+        let doc = document("src/services/userService.ts", "UserService > createUser", "return 1;");
+        let terms: Vec<&str> = doc.split(' ').collect();
+        for t in ["src", "services", "userservice", "service", "createuser", "return", "1"] {
+            assert!(terms.contains(&t), "{t} missing from {doc}");
+        }
+    }
+}

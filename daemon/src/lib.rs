@@ -1,0 +1,11 @@
+//! semdex, the daemon: configuration, stores, embedders, vector indexes, search, the job runner,
+//! the HTTP API and the CLI. The thin binary in `main.rs` calls [`cli::main`].
+
+pub mod cli;
+pub mod config;
+pub mod embed;
+pub mod indexing;
+pub mod lexical;
+pub mod search;
+pub mod store;
+pub mod vector;

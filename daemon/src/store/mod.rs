@@ -1,0 +1,435 @@
+//! The store: one relational model behind one [`Store`] trait, with two implementations:
+//! SQLite (the embedded default, `sqlite.rs`) and PostgreSQL with pgvector (`pg.rs`).
+//!
+//! Row and write types live here and are converted explicitly from the indexer's domain types;
+//! the indexer's types never derive serde or sqlx traits.
+
+mod pg;
+mod sqlite;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use self::pg::PgStore;
+pub use self::sqlite::SqliteStore;
+
+/// Result alias for store operations.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Typed database errors. Messages never carry SQL or connection details; those are logged.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique or exclusion constraint would be violated (`what` names the natural key).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The referenced row does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// A check, foreign-key or type constraint rejected the data.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// The database is unreachable or failed; details are in the logs.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    /// Migrations failed or the schema is newer than this binary.
+    #[error("migration: {0}")]
+    Migration(String),
+    /// Anything else from the driver.
+    #[error("database error")]
+    Other(#[source] sqlx::Error),
+}
+
+/// Which backend a store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "sqlite",
+            Backend::Postgres => "postgres",
+        }
+    }
+}
+
+/// A registered repository.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Project {
+    pub id: i64,
+    pub name: String,
+    pub root_path: Option<String>,
+    pub repository_url: Option<String>,
+    pub default_branch: Option<String>,
+    /// JSON settings: include/exclude globs, languages, limits.
+    pub settings: serde_json::Value,
+    pub total_files: i64,
+    pub total_size_bytes: i64,
+    pub total_chunks: i64,
+    pub last_indexed_commit: Option<String>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A project to create.
+#[derive(Debug, Clone, Default)]
+pub struct NewProject {
+    pub name: String,
+    pub root_path: Option<String>,
+    pub repository_url: Option<String>,
+    pub default_branch: Option<String>,
+    pub settings: serde_json::Value,
+}
+
+/// What the store knows of a file, for the incremental fast path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileState {
+    pub path: String,
+    pub size: i64,
+    pub mtime_ns: i64,
+    /// blake3 hex of the content; `None` for files skipped before reading.
+    pub content_hash: Option<String>,
+    pub chunker_version: i32,
+    pub skip_reason: Option<String>,
+}
+
+/// A file row to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileRecord {
+    pub path: String,
+    pub language: Option<String>,
+    pub size: i64,
+    pub line_count: i32,
+    pub content_hash: Option<String>,
+    pub mtime_ns: i64,
+    pub is_binary: bool,
+    pub is_generated: bool,
+    pub skip_reason: Option<String>,
+    pub diagnostics_count: i32,
+    pub chunker_version: i32,
+}
+
+/// A symbol row to write; `parent` indexes into the same file's symbol list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolRecord {
+    pub name: String,
+    pub qualified_name: String,
+    pub kind: String,
+    pub signature: String,
+    pub start_line: i32,
+    pub end_line: i32,
+    pub start_byte: i64,
+    pub end_byte: i64,
+    pub exported: bool,
+    pub parent: Option<usize>,
+}
+
+/// An import edge row to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportRecord {
+    pub specifier: String,
+    /// Path of the resolved file in the same project, when resolved.
+    pub resolved_path: Option<String>,
+    /// Package name when the specifier is a bare package.
+    pub external_package: Option<String>,
+    pub kind: String,
+    pub names: Vec<String>,
+    pub line: i32,
+}
+
+/// A chunk row to write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkRecord {
+    pub ordinal: i32,
+    pub content: String,
+    pub content_hash: String,
+    pub start_line: i32,
+    pub end_line: i32,
+    pub start_byte: i64,
+    pub end_byte: i64,
+    pub symbol_path: String,
+    pub kind: String,
+    pub language: String,
+    pub token_count: i32,
+    /// The code-aware lexical document (split identifiers, path segments) indexed for full text.
+    pub lexical: String,
+}
+
+/// Everything to write for one file, in one transaction.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileWrite {
+    pub file: FileRecord,
+    pub symbols: Vec<SymbolRecord>,
+    pub imports: Vec<ImportRecord>,
+    pub chunks: Vec<ChunkRecord>,
+}
+
+/// An embedding model as registered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EmbeddingModel {
+    pub id: i64,
+    pub provider: String,
+    pub model: String,
+    pub dimensions: i32,
+}
+
+/// A chunk as read back for search results and the API.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChunkView {
+    pub id: i64,
+    pub project_id: i64,
+    pub project: String,
+    pub path: String,
+    pub ordinal: i32,
+    pub content: String,
+    pub content_hash: String,
+    pub start_line: i32,
+    pub end_line: i32,
+    pub symbol_path: String,
+    pub kind: String,
+    pub language: String,
+    pub token_count: i32,
+    pub commit_sha: Option<String>,
+    pub index_run_id: Option<i64>,
+}
+
+/// A scored hit from a store-side search signal.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredChunk {
+    pub chunk_id: i64,
+    /// Higher is better.
+    pub score: f64,
+}
+
+/// A symbol as read back.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolView {
+    pub id: i64,
+    pub project_id: i64,
+    pub path: String,
+    pub name: String,
+    pub qualified_name: String,
+    pub kind: String,
+    pub signature: String,
+    pub start_line: i32,
+    pub end_line: i32,
+    pub exported: bool,
+}
+
+/// Restricts a search to some rows.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SearchScope {
+    /// Projects the caller may read and asked for. Never empty when searching.
+    pub project_ids: Vec<i64>,
+    /// Only these languages (all when empty).
+    pub languages: Vec<String>,
+}
+
+/// The state of an index run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+impl RunStatus {
+    pub fn name(self) -> &'static str {
+        match self {
+            RunStatus::Queued => "queued",
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<RunStatus> {
+        [RunStatus::Queued, RunStatus::Running, RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled]
+            .into_iter()
+            .find(|s| s.name() == name)
+    }
+}
+
+/// One indexing job.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IndexRun {
+    pub id: i64,
+    pub project_id: i64,
+    /// `api`, `cli`, `git_hook`, `watch`, `ci`, `schedule`.
+    pub trigger: String,
+    pub status: RunStatus,
+    /// Changed paths given by a git hook; `None` means a full walk.
+    pub paths: Option<Vec<String>>,
+    pub commit_sha: Option<String>,
+    pub files_indexed: i64,
+    pub files_skipped: i64,
+    pub files_deleted: i64,
+    pub chunks: i64,
+    pub chunks_embedded: i64,
+    pub embedding_cache_hits: i64,
+    pub tokens_embedded: i64,
+    pub error: Option<String>,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Counters a run reports as it goes and at the end.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunCounts {
+    pub files_indexed: i64,
+    pub files_skipped: i64,
+    pub files_deleted: i64,
+    pub chunks: i64,
+    pub chunks_embedded: i64,
+    pub embedding_cache_hits: i64,
+    pub tokens_embedded: i64,
+}
+
+/// A run's timeline entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunEvent {
+    pub id: i64,
+    pub run_id: i64,
+    pub phase: String,
+    /// `start`, `complete`, `error`, `progress`.
+    pub event: String,
+    pub message: Option<String>,
+    pub data: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// Store-wide facts for `semdex status`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoreStatus {
+    pub backend: Backend,
+    pub schema_version: Option<i64>,
+    pub latest_version: i64,
+    /// `(table, rows)` for every table.
+    pub row_counts: Vec<(String, i64)>,
+    pub size_bytes: Option<i64>,
+    /// The pgvector extension version when present (PostgreSQL only).
+    pub pgvector: Option<String>,
+}
+
+/// The relational store. Every method is one transaction unless it says otherwise.
+#[async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    fn backend(&self) -> Backend;
+
+    /// Applies all pending migrations.
+    async fn migrate_up(&self) -> Result<()>;
+    /// Reverts migrations down to `to` (exclusive: versions above `to` are reverted); `None`
+    /// reverts the latest one.
+    async fn migrate_down(&self, to: Option<i64>) -> Result<()>;
+    async fn status(&self) -> Result<StoreStatus>;
+
+    // Projects.
+    async fn create_project(&self, project: NewProject) -> Result<Project>;
+    async fn project_by_name(&self, name: &str) -> Result<Option<Project>>;
+    async fn project(&self, id: i64) -> Result<Option<Project>>;
+    async fn list_projects(&self) -> Result<Vec<Project>>;
+    async fn set_last_indexed_commit(&self, project_id: i64, sha: Option<&str>) -> Result<()>;
+
+    // Files, symbols, imports and chunks.
+    /// Every file of a project with what the incremental fast path compares.
+    async fn file_states(&self, project_id: i64) -> Result<Vec<FileState>>;
+    /// Replaces a file's rows (file, symbols, imports, chunks) in one transaction, keeping
+    /// project stats current. Chunks are recorded against `run_id` and `commit`.
+    async fn replace_file(
+        &self,
+        project_id: i64,
+        write: &FileWrite,
+        run_id: Option<i64>,
+        commit: Option<&str>,
+    ) -> Result<()>;
+    /// Deletes files and everything hanging off them; unknown paths are ignored.
+    async fn delete_files(&self, project_id: i64, paths: &[String]) -> Result<u64>;
+
+    // Embeddings.
+    /// Registers (or finds) a model; on PostgreSQL also creates its partial HNSW index.
+    async fn register_model(&self, provider: &str, model: &str, dimensions: i32) -> Result<EmbeddingModel>;
+    /// Distinct chunk content hashes of a project (all projects when `None`) that have no
+    /// embedding for `model_id`, with one content each, up to `limit`.
+    async fn pending_embeddings(
+        &self,
+        model_id: i64,
+        project_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>>;
+    /// Stores vectors for content hashes; existing ones are kept (idempotent).
+    async fn put_embeddings(&self, model_id: i64, vectors: &[(String, Vec<f32>)]) -> Result<u64>;
+    /// Embeddings of a model in id order after `after_id`, for rebuilding a vector index.
+    async fn embeddings_page(
+        &self,
+        model_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Vec<f32>)>>;
+    /// Number of embeddings of a model and the highest id, to tell whether a vector index is stale.
+    async fn embeddings_extent(&self, model_id: i64) -> Result<(i64, i64)>;
+
+    // Search signals.
+    /// Chunks in scope whose embedding is among `embedding_ids`.
+    async fn chunks_for_embeddings(
+        &self,
+        model_id: i64,
+        embedding_ids: &[i64],
+        scope: &SearchScope,
+    ) -> Result<Vec<(i64, ChunkView)>>;
+    /// Embedding ids of the chunks in scope (the allowed set for filtered vector search).
+    async fn embedding_ids_in_scope(&self, model_id: i64, scope: &SearchScope) -> Result<Vec<i64>>;
+    /// Full-text search over chunks' lexical documents; `query` is a list of terms (ORed,
+    /// ranked by BM25 or its approximation).
+    async fn lexical_search(&self, terms: &[String], scope: &SearchScope, limit: i64) -> Result<Vec<ScoredChunk>>;
+    /// Symbols whose name or qualified name matches exactly, by prefix or by substring.
+    async fn symbol_search(&self, query: &str, scope: &SearchScope, limit: i64) -> Result<Vec<SymbolView>>;
+    /// Chunks by id.
+    async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>>;
+    /// The chunk of a file that covers a line.
+    async fn chunk_at(&self, project_id: i64, path: &str, line: i32) -> Result<Option<ChunkView>>;
+    /// Files reachable from `path` through imports (`reverse`: through importers) up to
+    /// `depth`, with their distance.
+    async fn import_neighbours(
+        &self,
+        project_id: i64,
+        path: &str,
+        reverse: bool,
+        depth: u32,
+    ) -> Result<Vec<(String, u32)>>;
+
+    // Index runs.
+    async fn create_run(
+        &self,
+        project_id: i64,
+        trigger: &str,
+        paths: Option<&[String]>,
+        commit: Option<&str>,
+    ) -> Result<IndexRun>;
+    /// Leases the oldest queued run, or one whose lease expired, for `owner`.
+    async fn lease_run(&self, owner: &str, lease_secs: i64) -> Result<Option<IndexRun>>;
+    async fn heartbeat_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool>;
+    async fn update_run_counts(&self, run_id: i64, counts: &RunCounts) -> Result<()>;
+    async fn finish_run(&self, run_id: i64, status: RunStatus, error: Option<&str>) -> Result<()>;
+    async fn run(&self, run_id: i64) -> Result<Option<IndexRun>>;
+    async fn add_run_event(
+        &self,
+        run_id: i64,
+        phase: &str,
+        event: &str,
+        message: Option<&str>,
+        data: serde_json::Value,
+    ) -> Result<()>;
+    async fn run_events(&self, run_id: i64) -> Result<Vec<RunEvent>>;
+}
+
+/// A shared handle to whichever backend is configured.
+pub type SharedStore = Arc<dyn Store>;

@@ -1,0 +1,9 @@
+//! The local HNSW index on hnsw_rs.
+
+/// HNSW build and search parameters.
+#[derive(Debug, Clone)]
+pub struct HnswParams {}
+
+/// Local HNSW index.
+#[derive(Debug)]
+pub struct HnswIndex {}

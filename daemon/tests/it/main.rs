@@ -1,0 +1,13 @@
+//! The daemon's integration tests: one binary, one module per component, against real backends
+//! (a SQLite file, a PostgreSQL with pgvector provisioned by the test command, HTTP servers on
+//! 127.0.0.1).
+
+#[path = "../support/mod.rs"]
+mod support;
+
+/// The store suite, run against SQLite and PostgreSQL.
+mod store;
+/// Embedding providers and the cache, against misbehaving local HTTP servers.
+mod embed;
+/// Vector indexes: HNSW recall against exact search, persistence.
+mod vector;

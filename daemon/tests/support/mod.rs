@@ -1,0 +1,1 @@
+//! Test support shared by the daemon's and the end-to-end tests.
