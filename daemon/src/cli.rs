@@ -1,6 +1,440 @@
-//! The `semdex` command line.
+//! The `semdex` command line: `index`, `search` and `status` today, on the configured store
+//! (the embedded SQLite default, or PostgreSQL with a database URL).
+//!
+//! Exit status: 0 success, 1 failure, 2 usage error.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+use crate::config::{Config, Overrides};
+use crate::engine::Engine;
+use crate::indexing::{self, IndexOptions, Progress};
+use crate::search::{self, Mode, SearchRequest};
+use crate::store::{NewProject, Project, RunStatus};
+
+#[derive(Debug, Parser)]
+#[command(name = "semdex", version, about = "Semantic code search and indexing")]
+struct Cli {
+    /// Data directory (SQLite file, vector index). Default: $SEMDEX_DATA_DIR, else the platform data dir.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL URL for server mode. Default: $SEMDEX_DATABASE_URL, else $DATABASE_URL, else embedded.
+    #[arg(long, global = true)]
+    database_url: Option<String>,
+    /// Configuration file. Default: $SEMDEX_CONFIG, else semdex.toml in the data dir.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Index a repository (incrementally), without a daemon.
+    Index {
+        /// The repository root.
+        path: PathBuf,
+        /// Project name. Default: the root folder's name.
+        #[arg(long)]
+        project: Option<String>,
+        /// Print one JSON summary object.
+        #[arg(long)]
+        json: bool,
+        /// Report files, chunks, tokens and estimated cost without writing or embedding.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Search indexed code.
+    Search {
+        query: String,
+        /// Restrict to one project. Default: all projects.
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long, default_value_t = 10)]
+        top_k: usize,
+        /// hybrid, semantic, lexical or symbol.
+        #[arg(long, default_value = "hybrid")]
+        mode: String,
+        /// Only paths matching this glob (repeatable).
+        #[arg(long = "path")]
+        paths: Vec<String>,
+        /// Only this language (repeatable): typescript, tsx, javascript.
+        #[arg(long = "language")]
+        languages: Vec<String>,
+        /// Include each signal's rank and score.
+        #[arg(long)]
+        explain: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show the store: backend, schema version, row counts, projects.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+}
 
 /// Runs the CLI and returns the process exit status.
-pub fn main() -> std::process::ExitCode {
-    std::process::ExitCode::SUCCESS
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_tracing();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("semdex: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("semdex: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SEMDEX_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let overrides = Overrides {
+        data_dir: cli.data_dir,
+        database_url: cli.database_url,
+        listen: None,
+        config: cli.config,
+    };
+    let config = Config::load(&overrides)?;
+    match cli.command {
+        Command::Index { path, project, json, dry_run } => index(config, path, project, json, dry_run).await,
+        Command::Search { query, project, top_k, mode, paths, languages, explain, json } => {
+            let Some(mode) = Mode::parse(&mode) else {
+                eprintln!("semdex: unknown mode {mode:?} (expected hybrid, semantic, lexical or symbol)");
+                return Ok(ExitCode::from(2));
+            };
+            let engine = Engine::open(config).await?;
+            let projects = match project {
+                Some(name) => vec![find_project(&engine, &name).await?],
+                None => engine.store.list_projects().await?,
+            };
+            if projects.is_empty() {
+                bail!("nothing is indexed yet: run `semdex index PATH` first");
+            }
+            let mut req = SearchRequest::new(query, projects.iter().map(|p| p.id).collect());
+            req.top_k = top_k;
+            req.mode = mode;
+            req.path_include = paths;
+            req.languages = languages;
+            req.explain = explain;
+            let response = search::search(&engine, &req).await?;
+            print_search(&response, json, explain);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let engine = Engine::open(config).await?;
+            let status = engine.store.status().await?;
+            let projects = engine.store.list_projects().await?;
+            if json {
+                let value = serde_json::json!({
+                    "backend": status.backend.name(),
+                    "schema_version": status.schema_version,
+                    "latest_version": status.latest_version,
+                    "size_bytes": status.size_bytes,
+                    "pgvector": status.pgvector,
+                    "rows": status.row_counts.iter().map(|(t, n)| (t.clone(), serde_json::json!(n)))
+                        .collect::<serde_json::Map<_, _>>(),
+                    "projects": projects.iter().map(|p| serde_json::json!({
+                        "name": p.name, "root_path": p.root_path, "files": p.total_files,
+                        "chunks": p.total_chunks, "size_bytes": p.total_size_bytes,
+                    })).collect::<Vec<_>>(),
+                });
+                println!("{}", serde_json::to_string_pretty(&value)?);
+            } else {
+                println!("backend: {}", status.backend.name());
+                println!("schema version: {:?} (latest {})", status.schema_version, status.latest_version);
+                if let Some(v) = &status.pgvector {
+                    println!("pgvector: {v}");
+                }
+                for (table, rows) in &status.row_counts {
+                    println!("  {table}: {rows}");
+                }
+                for p in &projects {
+                    println!(
+                        "project {}: {} files, {} chunks ({})",
+                        p.name,
+                        p.total_files,
+                        p.total_chunks,
+                        p.root_path.as_deref().unwrap_or("-")
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn find_project(engine: &Engine, name: &str) -> anyhow::Result<Project> {
+    engine.store.project_by_name(name).await?.with_context(|| format!("no project named {name:?}"))
+}
+
+async fn index(
+    config: Config,
+    path: PathBuf,
+    project: Option<String>,
+    json: bool,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
+    let root = std::fs::canonicalize(&path).with_context(|| format!("cannot open {}", path.display()))?;
+    if !root.is_dir() {
+        bail!("{} is not a directory", root.display());
+    }
+    let root_text = root.to_str().context("the repository path is not valid UTF-8")?.to_string();
+    let name = match project {
+        Some(n) => n,
+        None => root.file_name().and_then(|n| n.to_str()).unwrap_or("default").to_string(),
+    };
+    let engine = Engine::open(config).await?;
+    let store = engine.store.clone();
+    let existing = store.project_by_name(&name).await?;
+    if let Some(p) = &existing
+        && p.root_path.as_deref() != Some(root_text.as_str())
+    {
+        bail!(
+            "project {name:?} is registered for {}; pass --project with another name",
+            p.root_path.as_deref().unwrap_or("no path")
+        );
+    }
+    let commit = head_commit(&root).await;
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("semdex: stopping at the next file boundary");
+                stop.store(true, Ordering::Relaxed);
+            }
+        });
+    }
+    let options = IndexOptions { dry_run, progress: Some(progress_printer(json)) };
+
+    let project = match existing {
+        Some(p) => p,
+        None if dry_run => dry_run_project(&name, &root_text),
+        None => {
+            store
+                .create_project(NewProject {
+                    name: name.clone(),
+                    root_path: Some(root_text.clone()),
+                    settings: serde_json::json!({}),
+                    ..NewProject::default()
+                })
+                .await?
+        }
+    };
+    let trigger = if std::env::var_os("CI").is_some() { "ci" } else { "cli" };
+    let run = if dry_run {
+        dry_run_run(&project)
+    } else {
+        let run = store.create_run(project.id, trigger, None, commit.as_deref()).await?;
+        let owner = format!("cli-{}", std::process::id());
+        if !store.claim_run(run.id, &owner, 300).await? {
+            bail!("index run {} was taken by another worker", run.id);
+        }
+        run
+    };
+    let result = indexing::index_project(&engine, &project, &run, &options, stop).await;
+    let summary = match result {
+        Ok(summary) => {
+            if !dry_run {
+                store.finish_run(run.id, RunStatus::Succeeded, None).await?;
+                store.set_last_indexed_commit(project.id, commit.as_deref()).await?;
+            }
+            summary
+        }
+        Err(e) => {
+            if !dry_run {
+                let cancelled = e.downcast_ref::<indexing::Cancelled>().is_some();
+                let status = if cancelled { RunStatus::Cancelled } else { RunStatus::Failed };
+                let message = format!("{e:#}");
+                let _ = store.add_run_event(run.id, "run", "error", Some(&message), serde_json::json!({})).await;
+                let _ = store.finish_run(run.id, status, Some(&message)).await;
+            }
+            return Err(e);
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        let verb = if dry_run { "would index" } else { "indexed" };
+        println!(
+            "{} {}: {verb} {} files ({} unchanged, {} skipped, {} deleted), {} chunks, {} embedded, \
+             {} cache hits, {} tokens in {} ms",
+            summary.project,
+            root.display(),
+            summary.files_indexed,
+            summary.files_unchanged,
+            summary.files_skipped,
+            summary.files_deleted,
+            summary.chunks,
+            summary.chunks_embedded,
+            summary.embedding_cache_hits,
+            if dry_run { summary.estimated_tokens } else { summary.tokens_embedded },
+            summary.duration_ms
+        );
+        if dry_run {
+            println!("estimated embedding cost: ${:.4}", summary.estimated_cost_usd);
+        }
+        if summary.embedding_paused {
+            println!("the embedding service is unavailable: chunks stay pending for the next run");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress on stderr: one line per phase change, and periodic lines within long phases.
+fn progress_printer(quiet: bool) -> Box<dyn Fn(&Progress) + Send + Sync> {
+    let last = std::sync::Mutex::new(("", std::time::Instant::now()));
+    let tty = std::io::stderr().is_terminal();
+    Box::new(move |p: &Progress| {
+        if quiet && !tty {
+            return;
+        }
+        let Ok(mut last) = last.lock() else { return };
+        let now = std::time::Instant::now();
+        let finished = p.total > 0 && p.done == p.total;
+        if last.0 != p.phase || finished || now.duration_since(last.1).as_secs() >= 2 {
+            if p.total > 0 {
+                eprintln!("{}: {}/{}", p.phase, p.done, p.total);
+            } else {
+                eprintln!("{}...", p.phase);
+            }
+            *last = (p.phase, now);
+        }
+    })
+}
+
+/// The commit checked out at `root`, when it is a git repository.
+async fn head_commit(root: &std::path::Path) -> Option<String> {
+    let out = tokio::process::Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["rev-parse", "--verify", "-q", "HEAD"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .await
+        .ok()?;
+    let sha = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (out.status.success() && sha.len() == 40).then_some(sha)
+}
+
+fn dry_run_project(name: &str, root: &str) -> Project {
+    let now = chrono::Utc::now();
+    Project {
+        id: -1,
+        name: name.to_string(),
+        root_path: Some(root.to_string()),
+        repository_url: None,
+        default_branch: None,
+        settings: serde_json::json!({}),
+        total_files: 0,
+        total_size_bytes: 0,
+        total_chunks: 0,
+        last_indexed_commit: None,
+        created_at: now,
+        updated_at: now,
+    }
+}
+
+fn dry_run_run(project: &Project) -> crate::store::IndexRun {
+    crate::store::IndexRun {
+        id: -1,
+        project_id: project.id,
+        trigger: "cli".into(),
+        status: RunStatus::Running,
+        paths: None,
+        commit_sha: None,
+        files_indexed: 0,
+        files_skipped: 0,
+        files_deleted: 0,
+        chunks: 0,
+        chunks_embedded: 0,
+        embedding_cache_hits: 0,
+        tokens_embedded: 0,
+        error: None,
+        lease_owner: None,
+        lease_expires_at: None,
+        created_at: project.created_at,
+        started_at: None,
+        finished_at: None,
+    }
+}
+
+fn print_search(response: &search::SearchResponse, json: bool, explain: bool) {
+    if json {
+        let results: Vec<serde_json::Value> = response
+            .results
+            .iter()
+            .map(|h| {
+                let mut v = serde_json::json!({
+                    "project": h.chunk.project,
+                    "path": h.chunk.path,
+                    "start_line": h.start_line,
+                    "end_line": h.end_line,
+                    "symbol_path": h.chunk.symbol_path,
+                    "language": h.chunk.language,
+                    "score": h.score,
+                    "snippet": h.snippet,
+                    "highlights": h.highlights.iter().map(|(l, s, e)| [l, s, e]).collect::<Vec<_>>(),
+                    "commit": h.chunk.commit_sha,
+                    "index_run_id": h.chunk.index_run_id,
+                });
+                if explain {
+                    v["signals"] = serde_json::to_value(&h.signals).unwrap_or_default();
+                }
+                v
+            })
+            .collect();
+        let mut out = serde_json::json!({ "results": results });
+        if let Some(d) = &response.degraded {
+            out["degraded"] = serde_json::json!(d);
+        }
+        println!("{out}");
+        return;
+    }
+    if let Some(d) = &response.degraded {
+        eprintln!("note: {d}");
+    }
+    if response.results.is_empty() {
+        println!("no results");
+    }
+    for h in &response.results {
+        let symbol = if h.chunk.symbol_path.is_empty() { String::new() } else { format!("  {}", h.chunk.symbol_path) };
+        println!("{}:{}-{}{}  ({:.4})", h.chunk.path, h.start_line, h.end_line, symbol, h.score);
+        if explain {
+            for s in &h.signals {
+                println!("    {} rank {} score {:.4}", s.signal, s.rank, s.score);
+            }
+        }
+        for line in h.snippet.lines().take(6) {
+            println!("    {line}");
+        }
+        println!();
+    }
 }

@@ -1,1 +1,460 @@
-//! TODO
+//! Search: dense, lexical and symbol signals, fused with reciprocal rank fusion.
+//!
+//! Each signal produces a ranked list of chunks within the caller's scope. Fusion scores each
+//! chunk `Σ weight_s / (k + rank_s)` (k = 60 by default); overlapping or adjacent hits in one file
+//! are merged, at most `max_per_file` results come from one file, path globs filter the result,
+//! and an optional expansion adds the importers and imports of the top hits with a decayed score.
+//!
+//! When the embedder is unavailable (circuit open, upstream down), `hybrid` degrades to the
+//! lexical and symbol signals and says so in [`SearchResponse::degraded`]; `semantic` fails with
+//! [`SearchError::EmbedderUnavailable`].
+
+use std::collections::{HashMap, HashSet};
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+
+use crate::engine::Engine;
+use crate::lexical;
+use crate::store::{ChunkView, SearchScope};
+
+/// Which signals a search uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    #[default]
+    Hybrid,
+    Semantic,
+    Lexical,
+    Symbol,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        match s {
+            "hybrid" => Some(Mode::Hybrid),
+            "semantic" => Some(Mode::Semantic),
+            "lexical" => Some(Mode::Lexical),
+            "symbol" => Some(Mode::Symbol),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Hybrid => "hybrid",
+            Mode::Semantic => "semantic",
+            Mode::Lexical => "lexical",
+            Mode::Symbol => "symbol",
+        }
+    }
+}
+
+/// Per-signal weights for fusion.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Weights {
+    pub dense: f64,
+    pub lexical: f64,
+    pub symbol: f64,
+}
+
+impl Default for Weights {
+    fn default() -> Weights {
+        Weights { dense: 1.0, lexical: 1.0, symbol: 1.0 }
+    }
+}
+
+/// Graph expansion of the top hits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Expansion {
+    pub imports: bool,
+    pub importers: bool,
+    /// Multiplier applied to a neighbour's score relative to the hit it came from.
+    pub decay: f64,
+}
+
+/// A search request, already authorized: `project_ids` are projects the caller may read.
+#[derive(Debug, Clone)]
+pub struct SearchRequest {
+    pub query: String,
+    pub project_ids: Vec<i64>,
+    pub top_k: usize,
+    pub mode: Mode,
+    pub path_include: Vec<String>,
+    pub path_exclude: Vec<String>,
+    pub languages: Vec<String>,
+    pub expand: Option<Expansion>,
+    pub explain: bool,
+    pub weights: Weights,
+    pub rrf_k: f64,
+    pub max_per_file: usize,
+}
+
+impl SearchRequest {
+    /// A request with the defaults: hybrid, top 10, k = 60, at most 3 results per file.
+    pub fn new(query: impl Into<String>, project_ids: Vec<i64>) -> SearchRequest {
+        SearchRequest {
+            query: query.into(),
+            project_ids,
+            top_k: 10,
+            mode: Mode::Hybrid,
+            path_include: Vec::new(),
+            path_exclude: Vec::new(),
+            languages: Vec::new(),
+            expand: None,
+            explain: false,
+            weights: Weights::default(),
+            rrf_k: 60.0,
+            max_per_file: 3,
+        }
+    }
+}
+
+/// One signal's view of a result, returned with `explain`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SignalScore {
+    /// `dense`, `lexical`, `symbol` or `graph`.
+    pub signal: &'static str,
+    /// 1-based rank within the signal.
+    pub rank: usize,
+    /// The signal's own score (cosine similarity, BM25, match quality).
+    pub score: f64,
+}
+
+/// A search result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SearchHit {
+    pub chunk: ChunkView,
+    /// Lines of the (possibly merged) result, 1-based inclusive.
+    pub start_line: i32,
+    pub end_line: i32,
+    pub score: f64,
+    pub snippet: String,
+    /// `(line offset within snippet, start char, end char)` of lexical matches.
+    pub highlights: Vec<(usize, usize, usize)>,
+    pub signals: Vec<SignalScore>,
+}
+
+/// The answer to a search.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SearchResponse {
+    pub results: Vec<SearchHit>,
+    /// Set when a signal could not run and the search answered without it.
+    pub degraded: Option<String>,
+}
+
+/// Why a search failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SearchError {
+    #[error("invalid search request: {0}")]
+    Invalid(String),
+    #[error("the embedder is unavailable: {0}")]
+    EmbedderUnavailable(String),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("vector index: {0}")]
+    Vector(String),
+}
+
+const SNIPPET_LINES: usize = 12;
+
+/// Runs a search.
+pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchResponse, SearchError> {
+    let query = req.query.trim();
+    if query.is_empty() {
+        return Err(SearchError::Invalid("query is empty".into()));
+    }
+    if req.project_ids.is_empty() {
+        return Err(SearchError::Invalid("no project to search".into()));
+    }
+    if req.top_k == 0 || req.top_k > 200 {
+        return Err(SearchError::Invalid("top_k must be between 1 and 200".into()));
+    }
+    let include = glob_set(&req.path_include)?;
+    let exclude = glob_set(&req.path_exclude)?;
+    let scope = SearchScope { project_ids: req.project_ids.clone(), languages: req.languages.clone() };
+    // Over-fetch so that merging, per-file caps and path filters still leave top_k results.
+    let fetch = (req.top_k * 5).max(50) as i64;
+    let store = engine.store.as_ref();
+    let mut degraded = None;
+    let mut lists: Vec<(&'static str, f64, Vec<(ChunkView, f64)>)> = Vec::new();
+
+    if matches!(req.mode, Mode::Hybrid | Mode::Semantic) {
+        match engine.query_embedder.embed_query(query).await {
+            Ok(vector) => {
+                let hits = dense(engine, &vector, &scope, fetch).await?;
+                lists.push(("dense", req.weights.dense, hits));
+            }
+            Err(e) if req.mode == Mode::Hybrid => {
+                tracing::warn!(error = %e, "dense signal unavailable; answering with lexical and symbol");
+                degraded = Some(format!("semantic signal unavailable: {e}"));
+            }
+            Err(e) => return Err(SearchError::EmbedderUnavailable(e.to_string())),
+        }
+    }
+    if matches!(req.mode, Mode::Hybrid | Mode::Lexical) {
+        let terms = lexical::query_terms(query);
+        if !terms.is_empty() {
+            let scored = store.lexical_search(&terms, &scope, fetch).await?;
+            let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
+            let by_id: HashMap<i64, ChunkView> =
+                store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
+            let hits = scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
+            lists.push(("lexical", req.weights.lexical, hits.collect()));
+        }
+    }
+    if matches!(req.mode, Mode::Hybrid | Mode::Symbol) {
+        let hits = symbols(engine, query, &scope, fetch).await?;
+        lists.push(("symbol", req.weights.symbol, hits));
+    }
+
+    let mut fused = fuse(&lists, req.rrf_k);
+    fused.retain(|f| include.as_ref().is_none_or(|g| g.is_match(&f.chunk.path)));
+    fused.retain(|f| exclude.as_ref().is_none_or(|g| !g.is_match(&f.chunk.path)));
+    let mut results = merge_adjacent(fused, req.max_per_file);
+    if let Some(expansion) = req.expand {
+        expand(engine, &mut results, expansion, &scope, req.top_k).await?;
+    }
+    results.truncate(req.top_k);
+    let terms = lexical::query_terms(query);
+    for hit in &mut results {
+        let (snippet, highlights) = snippet(&hit.chunk, hit.start_line, &terms);
+        hit.snippet = snippet;
+        hit.highlights = highlights;
+        if !req.explain {
+            hit.signals.clear();
+        }
+    }
+    Ok(SearchResponse { results, degraded })
+}
+
+async fn dense(
+    engine: &Engine,
+    vector: &[f32],
+    scope: &SearchScope,
+    k: i64,
+) -> Result<Vec<(ChunkView, f64)>, SearchError> {
+    let store = engine.store.as_ref();
+    let hits: Vec<(i64, f32)> = match store.dense_search(&engine.model, vector, scope, k).await? {
+        Some(hits) => hits,
+        None => {
+            engine.vectors.sync(store).await.map_err(|e| SearchError::Vector(e.to_string()))?;
+            let allowed: HashSet<i64> =
+                store.embedding_ids_in_scope(engine.model.id, scope).await?.into_iter().collect();
+            engine
+                .vectors
+                .search(vector, k as usize, Some(&allowed))
+                .map_err(|e| SearchError::Vector(e.to_string()))?
+                .into_iter()
+                .map(|h| (h.id, h.score))
+                .collect()
+        }
+    };
+    let score_of: HashMap<i64, f32> = hits.iter().copied().collect();
+    let ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
+    let mut chunks: Vec<(ChunkView, f64)> = store
+        .chunks_for_embeddings(engine.model.id, &ids, scope)
+        .await?
+        .into_iter()
+        .map(|(eid, c)| {
+            let s = f64::from(score_of.get(&eid).copied().unwrap_or(0.0));
+            (c, s)
+        })
+        .collect();
+    chunks.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.id.cmp(&b.0.id)));
+    Ok(chunks)
+}
+
+/// Symbol matches mapped to the chunks holding their definitions. Exact name matches score 3,
+/// prefix 2, substring 1 (the store orders them; the score here only explains).
+async fn symbols(
+    engine: &Engine,
+    query: &str,
+    scope: &SearchScope,
+    k: i64,
+) -> Result<Vec<(ChunkView, f64)>, SearchError> {
+    let store = engine.store.as_ref();
+    // A query of several words searches symbols for each identifier-like word.
+    let words: Vec<&str> = query
+        .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.'))
+        .filter(|w| w.len() >= 3)
+        .take(4)
+        .collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for word in words {
+        for sym in store.symbol_search(word, scope, k).await? {
+            let Some(chunk) = store.chunk_at(sym.project_id, &sym.path, sym.start_line).await? else {
+                continue;
+            };
+            if !seen.insert(chunk.id) {
+                continue;
+            }
+            let lw = word.to_lowercase();
+            let name = sym.name.to_lowercase();
+            let quality = if name == lw || sym.qualified_name.to_lowercase() == lw {
+                3.0
+            } else if name.starts_with(&lw) {
+                2.0
+            } else {
+                1.0
+            };
+            out.push((chunk, quality));
+        }
+    }
+    Ok(out)
+}
+
+struct Fused {
+    chunk: ChunkView,
+    score: f64,
+    signals: Vec<SignalScore>,
+}
+
+fn fuse(lists: &[(&'static str, f64, Vec<(ChunkView, f64)>)], k: f64) -> Vec<Fused> {
+    let mut by_id: HashMap<i64, Fused> = HashMap::new();
+    for (signal, weight, hits) in lists {
+        for (rank0, (chunk, score)) in hits.iter().enumerate() {
+            let entry = by_id.entry(chunk.id).or_insert_with(|| Fused {
+                chunk: chunk.clone(),
+                score: 0.0,
+                signals: Vec::new(),
+            });
+            // A chunk appears once per signal; later duplicates in one list are ignored.
+            if entry.signals.iter().any(|s| s.signal == *signal) {
+                continue;
+            }
+            entry.score += weight / (k + (rank0 + 1) as f64);
+            entry.signals.push(SignalScore { signal, rank: rank0 + 1, score: *score });
+        }
+    }
+    let mut fused: Vec<Fused> = by_id.into_values().collect();
+    fused.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk.id.cmp(&b.chunk.id)));
+    fused
+}
+
+/// Merges overlapping or adjacent hits of one file into the best-scoring one and caps the number
+/// of results per file, keeping score order.
+fn merge_adjacent(fused: Vec<Fused>, max_per_file: usize) -> Vec<SearchHit> {
+    let mut out: Vec<SearchHit> = Vec::new();
+    let mut per_file: HashMap<(i64, String), usize> = HashMap::new();
+    for f in fused {
+        let key = (f.chunk.project_id, f.chunk.path.clone());
+        // Merge into an earlier (better) hit of the same file when the ranges touch.
+        if let Some(prev) = out.iter_mut().find(|h| {
+            h.chunk.project_id == f.chunk.project_id
+                && h.chunk.path == f.chunk.path
+                && f.chunk.start_line <= h.end_line + 1
+                && h.start_line <= f.chunk.end_line + 1
+        }) {
+            prev.start_line = prev.start_line.min(f.chunk.start_line);
+            prev.end_line = prev.end_line.max(f.chunk.end_line);
+            for s in f.signals {
+                if !prev.signals.iter().any(|p| p.signal == s.signal) {
+                    prev.signals.push(s);
+                }
+            }
+            continue;
+        }
+        let count = per_file.entry(key).or_insert(0);
+        if *count >= max_per_file.max(1) {
+            continue;
+        }
+        *count += 1;
+        out.push(SearchHit {
+            start_line: f.chunk.start_line,
+            end_line: f.chunk.end_line,
+            chunk: f.chunk,
+            score: f.score,
+            snippet: String::new(),
+            highlights: Vec::new(),
+            signals: f.signals,
+        });
+    }
+    out
+}
+
+/// Adds the first chunk of files importing or imported by the top hits, scored at `decay` times
+/// the hit's score, unless the file already has a result.
+async fn expand(
+    engine: &Engine,
+    results: &mut Vec<SearchHit>,
+    expansion: Expansion,
+    scope: &SearchScope,
+    top_k: usize,
+) -> Result<(), SearchError> {
+    let store = engine.store.as_ref();
+    let mut have: HashSet<(i64, String)> =
+        results.iter().map(|h| (h.chunk.project_id, h.chunk.path.clone())).collect();
+    let seeds: Vec<(i64, String, f64)> = results
+        .iter()
+        .take(top_k.min(5))
+        .map(|h| (h.chunk.project_id, h.chunk.path.clone(), h.score))
+        .collect();
+    let mut added = Vec::new();
+    for (project_id, path, score) in seeds {
+        let mut neighbours = Vec::new();
+        if expansion.imports {
+            neighbours.extend(store.import_neighbours(project_id, &path, false, 1).await?);
+        }
+        if expansion.importers {
+            neighbours.extend(store.import_neighbours(project_id, &path, true, 1).await?);
+        }
+        for (npath, distance) in neighbours {
+            if !have.insert((project_id, npath.clone())) {
+                continue;
+            }
+            let Some(chunk) = store.chunk_at(project_id, &npath, 1).await? else { continue };
+            if !scope.languages.is_empty() && !scope.languages.contains(&chunk.language) {
+                continue;
+            }
+            let s = score * expansion.decay.powi(distance as i32);
+            added.push(SearchHit {
+                start_line: chunk.start_line,
+                end_line: chunk.end_line,
+                chunk,
+                score: s,
+                snippet: String::new(),
+                highlights: Vec::new(),
+                signals: vec![SignalScore { signal: "graph", rank: distance as usize, score: s }],
+            });
+        }
+    }
+    results.extend(added);
+    results.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk.id.cmp(&b.chunk.id)));
+    Ok(())
+}
+
+/// The first lines of a result with the positions of query terms marked.
+fn snippet(chunk: &ChunkView, start_line: i32, terms: &[String]) -> (String, Vec<(usize, usize, usize)>) {
+    let skip = (start_line - chunk.start_line).max(0) as usize;
+    let lines: Vec<&str> = chunk.content.lines().skip(skip).take(SNIPPET_LINES).collect();
+    let mut highlights = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let lower = line.to_lowercase();
+        // Positions are found on the lowercased line; they are char-aligned for ASCII code.
+        if lower.len() != line.len() {
+            continue;
+        }
+        for term in terms.iter().filter(|t| t.len() >= 2) {
+            let mut from = 0;
+            while let Some(pos) = lower[from..].find(term.as_str()) {
+                let start = from + pos;
+                highlights.push((i, start, start + term.len()));
+                from = start + term.len();
+            }
+        }
+    }
+    highlights.sort_unstable();
+    highlights.dedup();
+    (lines.join("\n"), highlights)
+}
+
+fn glob_set(globs: &[String]) -> Result<Option<GlobSet>, SearchError> {
+    if globs.is_empty() {
+        return Ok(None);
+    }
+    let mut builder = GlobSetBuilder::new();
+    for g in globs {
+        builder.add(Glob::new(g).map_err(|e| SearchError::Invalid(format!("bad glob {g:?}: {e}")))?);
+    }
+    builder.build().map(Some).map_err(|e| SearchError::Invalid(e.to_string()))
+}

@@ -377,6 +377,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Number of embeddings of a model and the highest id, to tell whether a vector index is stale.
     async fn embeddings_extent(&self, model_id: i64) -> Result<(i64, i64)>;
 
+    /// Records a new size and mtime for a file whose content hash did not change.
+    async fn touch_file(&self, project_id: i64, path: &str, size: i64, mtime_ns: i64) -> Result<()>;
+    /// Marks a queued run as running for `owner` (the CLI runs its own run in-process).
+    /// Returns false when the run is not queued.
+    async fn claim_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool>;
+
     // Search signals.
     /// Chunks in scope whose embedding is among `embedding_ids`.
     async fn chunks_for_embeddings(
@@ -385,6 +391,18 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         embedding_ids: &[i64],
         scope: &SearchScope,
     ) -> Result<Vec<(i64, ChunkView)>>;
+    /// Server-side nearest-neighbour search (pgvector); `Ok(None)` when this backend has no
+    /// vector index of its own and the local HNSW must serve.
+    async fn dense_search(
+        &self,
+        model: &EmbeddingModel,
+        query: &[f32],
+        scope: &SearchScope,
+        k: i64,
+    ) -> Result<Option<Vec<(i64, f32)>>> {
+        let _ = (model, query, scope, k);
+        Ok(None)
+    }
     /// Embedding ids of the chunks in scope (the allowed set for filtered vector search).
     async fn embedding_ids_in_scope(&self, model_id: i64, scope: &SearchScope) -> Result<Vec<i64>>;
     /// Full-text search over chunks' lexical documents; `query` is a list of terms (ORed,

@@ -1,0 +1,141 @@
+//! The local vector index of the embedded default (and the fallback of server mode without
+//! pgvector): one HNSW per embedding model, kept in step with the store's `embeddings` table.
+//!
+//! The store is the source of truth. [`LocalVectors::sync`] compares the index's extent (count
+//! and highest id) with the store's: equal means current; a store that only grew is caught up by
+//! inserting the new rows; anything else (a restore, a corrupt or foreign file) rebuilds from the
+//! store. Embeddings are never deleted by indexing (they are a cache keyed by content), so ghost
+//! results are prevented where chunks are joined in, not here.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+
+use crate::store::{EmbeddingModel, Store};
+use crate::vector::{Extent, HnswIndex, HnswParams, VectorHit};
+
+/// Rows fetched per page when catching up or rebuilding.
+const PAGE: i64 = 2048;
+
+/// A lazily loaded, self-updating local HNSW for one model.
+#[derive(Debug)]
+pub struct LocalVectors {
+    dir: PathBuf,
+    model: EmbeddingModel,
+    params: HnswParams,
+    index: RwLock<Option<Arc<HnswIndex>>>,
+    /// Serialises syncs so two callers never catch up the same rows at once.
+    sync_lock: tokio::sync::Mutex<()>,
+}
+
+/// Why the local index could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum LocalVectorError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    Vector(#[from] crate::vector::VectorError),
+    #[error("vector index task failed: {0}")]
+    Task(String),
+}
+
+impl LocalVectors {
+    /// The index of `model`, kept under `root/model-<id>`.
+    pub fn new(root: PathBuf, model: EmbeddingModel) -> LocalVectors {
+        LocalVectors {
+            dir: root.join(format!("model-{}", model.id)),
+            model,
+            params: HnswParams::default(),
+            index: RwLock::new(None),
+            sync_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn current(&self) -> Option<Arc<HnswIndex>> {
+        self.index.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    fn set(&self, index: Arc<HnswIndex>) {
+        *self.index.write().unwrap_or_else(|e| e.into_inner()) = Some(index);
+    }
+
+    fn model_key(&self) -> String {
+        format!("{}/{}/{}", self.model.provider, self.model.model, self.model.dimensions)
+    }
+
+    /// Brings the index up to date with the store, loading or rebuilding it as needed, and
+    /// publishes it to disk when it changed.
+    pub async fn sync(&self, store: &dyn Store) -> Result<(), LocalVectorError> {
+        let _guard = self.sync_lock.lock().await;
+        let (count, max_id) = store.embeddings_extent(self.model.id).await?;
+        let expected = Extent { count, max_id };
+        let dims = self.model.dimensions as usize;
+        let mut index = match self.current() {
+            Some(index) if index.extent() == expected => return Ok(()),
+            Some(index) => Some(index),
+            None => {
+                let (dir, key, params) = (self.dir.clone(), self.model_key(), self.params.clone());
+                let loaded = blocking(move || HnswIndex::load(&dir, &key, dims, params, expected)).await??;
+                if let Some(loaded) = loaded {
+                    self.set(Arc::new(loaded));
+                    return Ok(());
+                }
+                None
+            }
+        };
+        // Catch up when the store only grew past what the index holds; otherwise rebuild.
+        let from = match &index {
+            Some(ix) if ix.extent().max_id <= max_id && ix.extent().count <= count => ix.extent().max_id,
+            _ => {
+                index = None;
+                0
+            }
+        };
+        let index = match index {
+            Some(ix) => ix,
+            None => Arc::new(HnswIndex::new(self.model_key(), dims, self.params.clone())?),
+        };
+        let mut after = from;
+        loop {
+            let page = store.embeddings_page(self.model.id, after, PAGE).await?;
+            let Some(last) = page.last() else { break };
+            after = last.0;
+            let ix = index.clone();
+            let rows: Vec<(i64, Vec<f32>)> = page.into_iter().map(|(id, _, v)| (id, v)).collect();
+            blocking(move || ix.insert_batch(rows)).await??;
+        }
+        let (ix, dir) = (index.clone(), self.dir.clone());
+        blocking(move || ix.save(&dir)).await??;
+        self.set(index);
+        Ok(())
+    }
+
+    /// The `k` nearest embeddings to `query` among `allowed` (all when `None`). An index that was
+    /// never synced answers nothing.
+    pub fn search(
+        &self,
+        query: &[f32],
+        k: usize,
+        allowed: Option<&HashSet<i64>>,
+    ) -> Result<Vec<VectorHit>, LocalVectorError> {
+        match self.current() {
+            Some(index) => Ok(index.search(query, k, None, allowed)?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Number of live vectors in memory (0 before the first sync).
+    pub fn len(&self) -> usize {
+        self.current().map_or(0, |ix| ix.len())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, LocalVectorError> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| LocalVectorError::Task(e.to_string()))
+}

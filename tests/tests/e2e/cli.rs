@@ -1,0 +1,215 @@
+//! `semdex index` then `semdex search` on a small repository written by the test, on the
+//! embedded default (SQLite + local HNSW, builtin embedder, no network).
+
+use std::path::Path;
+
+use semdex_tests::Semdex;
+
+fn write(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn small_repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write(
+        root,
+        "src/users/userService.ts",
+        r#"import { Database } from "../db/database";
+import { hashPassword } from "../auth/password";
+
+/** Manages user accounts. */
+export class UserService {
+  constructor(private readonly db: Database) {}
+
+  /** Creates a user with a hashed password and returns its id. */
+  async createUser(email: string, password: string): Promise<string> {
+    const hash = await hashPassword(password);
+    return this.db.insert("users", { email, hash });
+  }
+
+  async deleteUser(id: string): Promise<void> {
+    await this.db.remove("users", id);
+  }
+}
+"#,
+    );
+    write(
+        root,
+        "src/auth/password.ts",
+        r#"import { createHash } from "crypto";
+
+/** Hashes a password with a per-user salt. */
+export async function hashPassword(password: string): Promise<string> {
+  const salt = Math.random().toString(36).slice(2);
+  return salt + ":" + createHash("sha256").update(salt + password).digest("hex");
+}
+
+export function verifyPassword(password: string, stored: string): boolean {
+  const [salt, digest] = stored.split(":");
+  return createHash("sha256").update(salt + password).digest("hex") === digest;
+}
+"#,
+    );
+    write(
+        root,
+        "src/db/database.ts",
+        r#"export interface Row { [key: string]: unknown }
+
+export class Database {
+  private tables = new Map<string, Map<string, Row>>();
+
+  async insert(table: string, row: Row): Promise<string> {
+    const id = String(this.tables.get(table)?.size ?? 0);
+    if (!this.tables.has(table)) this.tables.set(table, new Map());
+    this.tables.get(table)!.set(id, row);
+    return id;
+  }
+
+  async remove(table: string, id: string): Promise<void> {
+    this.tables.get(table)?.delete(id);
+  }
+}
+"#,
+    );
+    write(
+        root,
+        "src/http/retry.js",
+        r#"// Retries a request with exponential backoff.
+async function fetchWithRetry(url, attempts = 3) {
+  let delay = 100;
+  for (let i = 0; i < attempts; i++) {
+    try {
+      return await fetch(url);
+    } catch (err) {
+      await new Promise((r) => setTimeout(r, delay));
+      delay *= 2;
+    }
+  }
+  throw new Error("request failed after retries: " + url);
+}
+module.exports = { fetchWithRetry };
+"#,
+    );
+    write(root, ".env", "API_KEY=sk-test-not-a-real-key\n");
+    write(root, "README.md", "# demo\n");
+    dir
+}
+
+fn results(v: &serde_json::Value) -> &Vec<serde_json::Value> {
+    v["results"].as_array().expect("results array")
+}
+
+fn top_path(v: &serde_json::Value) -> String {
+    results(v).first().map(|r| r["path"].as_str().unwrap().to_string()).unwrap_or_default()
+}
+
+#[test]
+fn index_then_search_in_every_mode() {
+    let repo = small_repo();
+    let semdex = Semdex::embedded();
+    let root = repo.path().to_str().unwrap();
+
+    let summary = semdex.json(&["index", root, "--project", "demo", "--json"]);
+    assert_eq!(summary["project"], "demo");
+    assert_eq!(summary["status"], "succeeded");
+    assert_eq!(summary["files_indexed"], 4, "{summary}");
+    // .env (secret) and README.md (unsupported language) are recorded as skipped.
+    assert_eq!(summary["files_skipped"], 2, "{summary}");
+    assert!(summary["chunks"].as_i64().unwrap() >= 4, "{summary}");
+    assert_eq!(summary["chunks_embedded"], summary["chunks"], "distinct chunks all embedded: {summary}");
+    for key in ["run_id", "embedding_cache_hits", "tokens_embedded", "duration_ms"] {
+        assert!(summary.get(key).is_some(), "{key} missing from {summary}");
+    }
+
+    let v = semdex.json(&["search", "create a user account", "--json"]);
+    assert_eq!(top_path(&v), "src/users/userService.ts", "{v:#}");
+    let first = &results(&v)[0];
+    assert!(first["start_line"].as_i64().unwrap() >= 1);
+    assert!(first["end_line"].as_i64().unwrap() >= first["start_line"].as_i64().unwrap());
+    assert_eq!(first["language"], "typescript");
+    assert!(first["snippet"].as_str().unwrap().contains("createUser"), "{first}");
+
+    let v = semdex.json(&["search", "hashPassword", "--mode", "symbol", "--json"]);
+    assert_eq!(top_path(&v), "src/auth/password.ts", "{v:#}");
+    assert!(results(&v)[0]["symbol_path"].as_str().unwrap().contains("hashPassword"), "{v:#}");
+
+    let v = semdex.json(&["search", "exponential backoff retries", "--mode", "lexical", "--json"]);
+    assert_eq!(top_path(&v), "src/http/retry.js", "{v:#}");
+
+    let v = semdex.json(&["search", "retry request with backoff", "--mode", "semantic", "--json"]);
+    assert_eq!(top_path(&v), "src/http/retry.js", "{v:#}");
+
+    let v = semdex.json(&["search", "verify password", "--json", "--explain", "--top-k", "3"]);
+    assert!(results(&v).len() <= 3);
+    assert!(results(&v)[0]["signals"].as_array().is_some_and(|s| !s.is_empty()), "{v:#}");
+
+    // The secret never reaches the index.
+    let v = semdex.json(&["search", "sk-test-not-a-real-key API_KEY", "--mode", "lexical", "--json"]);
+    assert!(results(&v).iter().all(|r| r["path"] != ".env"), "{v:#}");
+}
+
+#[test]
+fn reindexing_is_incremental_and_leaves_no_ghosts() {
+    let repo = small_repo();
+    let semdex = Semdex::embedded();
+    let root = repo.path().to_str().unwrap();
+    let first = semdex.json(&["index", root, "--json"]);
+    assert_eq!(first["files_indexed"], 4);
+
+    // Nothing changed: nothing is parsed and nothing is embedded.
+    let again = semdex.json(&["index", root, "--json"]);
+    assert_eq!(again["files_indexed"], 0, "{again}");
+    assert_eq!(again["chunks_embedded"], 0, "{again}");
+    assert_eq!(again["tokens_embedded"], 0, "{again}");
+
+    // One edit: one file re-indexed, and search sees the new code.
+    write(
+        repo.path(),
+        "src/http/retry.js",
+        "// Parses invoices from the billing export.\nfunction parseInvoiceLines(csv) {\n  return csv.split('\\n');\n}\nmodule.exports = { parseInvoiceLines };\n",
+    );
+    let edit = semdex.json(&["index", root, "--json"]);
+    assert_eq!(edit["files_indexed"], 1, "{edit}");
+    let v = semdex.json(&["search", "parseInvoiceLines", "--json"]);
+    assert_eq!(top_path(&v), "src/http/retry.js", "{v:#}");
+    let v = semdex.json(&["search", "fetchWithRetry exponential backoff", "--mode", "lexical", "--json"]);
+    assert!(results(&v).iter().all(|r| r["path"] != "src/http/retry.js"), "stale chunk returned: {v:#}");
+
+    // A deleted file leaves no result behind, in any mode.
+    std::fs::remove_file(repo.path().join("src/db/database.ts")).unwrap();
+    let del = semdex.json(&["index", root, "--json"]);
+    assert_eq!(del["files_deleted"], 1, "{del}");
+    for mode in ["hybrid", "semantic", "lexical", "symbol"] {
+        let v = semdex.json(&["search", "Database insert remove table", "--mode", mode, "--json"]);
+        assert!(results(&v).iter().all(|r| r["path"] != "src/db/database.ts"), "{mode}: ghost result {v:#}");
+    }
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    let repo = small_repo();
+    let semdex = Semdex::embedded();
+    let root = repo.path().to_str().unwrap();
+    let dry = semdex.json(&["index", root, "--dry-run", "--json"]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["files_indexed"], 4);
+    assert!(dry["estimated_tokens"].as_i64().unwrap() > 0, "{dry}");
+    assert_eq!(dry["chunks_embedded"], 0);
+    let out = semdex.run(&["search", "user", "--json"]);
+    assert_eq!(out.status.code(), Some(1), "nothing indexed after a dry run");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing is indexed"));
+}
+
+#[test]
+fn exit_codes_follow_the_contract() {
+    let semdex = Semdex::embedded();
+    assert_eq!(semdex.run(&["index"]).status.code(), Some(2), "missing argument is a usage error");
+    assert_eq!(semdex.run(&["frobnicate"]).status.code(), Some(2));
+    assert_eq!(semdex.run(&["search", "x", "--mode", "psychic"]).status.code(), Some(2));
+    let out = semdex.run(&["index", "/definitely/not/here"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/here"));
+}
