@@ -505,13 +505,17 @@ impl Walk {
             // Anything else is, in practice, a loop (ELOOP): treated like an escape.
             Err(_) => return Err(SkipReason::SymlinkOutsideRoot),
         };
-        let Some(target_rel) = relative_to(&self.canonical_root, &target) else {
+        if !target.starts_with(&self.canonical_root) {
             return Err(SkipReason::SymlinkOutsideRoot);
-        };
+        }
         let meta = std::fs::metadata(&target).map_err(|e| SkipReason::Unreadable(e.to_string()))?;
         if meta.is_dir() {
             return Ok(None);
         }
+        // A file strictly inside the root, so it has a relative path (unless it is not UTF-8).
+        let Some(target_rel) = relative_to(&self.canonical_root, &target) else {
+            return Err(SkipReason::Unreadable("symlink target path is not valid UTF-8".to_string()));
+        };
         if is_secret_name(file_name(&target_rel)) {
             return Err(SkipReason::Secret);
         }
