@@ -6,7 +6,7 @@
 //!   [`EXTENSIONS`] appended, then `index` plus each extension inside the directory. A specifier
 //!   written with a JavaScript extension tries the TypeScript source first (`./a.js` gives `a.ts`,
 //!   `a.tsx` or `a.d.ts`; `.jsx` gives `.tsx`; `.mjs` gives `.mts`; `.cjs` gives `.cts`), then the
-//!   JavaScript file itself.
+//!   JavaScript file itself. A specifier ending in `/` only looks for the directory's index.
 //! - The tsconfig that applies to the importing file: the one in the nearest ancestor directory
 //!   (per directory `tsconfig.json`, then `jsconfig.json`, then other `tsconfig*.json` by name).
 //!   Its `compilerOptions.paths` (exact patterns, then the `*` pattern with the longest prefix;
@@ -14,7 +14,7 @@
 //!   its `baseUrl`. `extends` (a string or an array, later entries winning) is followed for
 //!   relative paths inside the repository; package extends (`@tsconfig/node20`) are ignored.
 //! - Anything else is a package: `External` with the package name, `name` or `@scope/name`
-//!   without the subpath. Node builtins written with the scheme keep it (`node:fs/promises` gives
+//!   without the subpath (and only when the name is one npm accepts). Node builtins written with the scheme keep it (`node:fs/promises` gives
 //!   `node:fs`), bare builtins are plain names (`fs`). A specifier that matched a non-catch-all
 //!   `paths` pattern, or that looks like an alias (`~/x`, `#x`, `@/x`), is local: `Unresolved`
 //!   when no file matches.
@@ -115,7 +115,7 @@ impl Resolver {
             return Resolution::Unresolved;
         }
         if is_relative(spec) {
-            let found = join(split_dir(from).0, spec).and_then(|p| self.probe(&p));
+            let found = join(split_dir(from).0, spec).and_then(|p| self.probe(&p, spec.ends_with('/')));
             return found.map_or(Resolution::Unresolved, Resolution::File);
         }
         if let Some(module) = spec.strip_prefix("node:") {
@@ -129,7 +129,9 @@ impl Resolver {
                 if let Some((pattern, captured, targets)) = match_paths(&paths.patterns, spec) {
                     for target in targets {
                         let substituted = target.replacen('*', captured, 1);
-                        if let Some(found) = join(base, &substituted).and_then(|p| self.probe(&p)) {
+                        if let Some(found) =
+                            join(base, &substituted).and_then(|p| self.probe(&p, substituted.ends_with('/')))
+                        {
                             return Resolution::File(found);
                         }
                     }
@@ -137,7 +139,7 @@ impl Resolver {
                 }
             }
             if let Some(base) = &config.base_url
-                && let Some(found) = join(base, spec).and_then(|p| self.probe(&p))
+                && let Some(found) = join(base, spec).and_then(|p| self.probe(&p, spec.ends_with('/')))
             {
                 return Resolution::File(found);
             }
@@ -163,9 +165,14 @@ impl Resolver {
     }
 
     /// The file a candidate path stands for: TypeScript sources for JavaScript names, the exact
-    /// file, the file with an extension, or the directory's index.
-    fn probe(&self, candidate: &str) -> Option<String> {
+    /// file, the file with an extension, or the directory's index (only the index when the
+    /// specifier ended with `/`).
+    fn probe(&self, candidate: &str, directory: bool) -> Option<String> {
         let has = |path: &str| self.files.contains(path).then(|| path.to_string());
+        let index = if candidate.is_empty() { "index".to_string() } else { format!("{candidate}/index") };
+        if directory {
+            return EXTENSIONS.iter().find_map(|ext| has(&format!("{index}{ext}")));
+        }
         for (js, sources) in JS_TO_TS {
             if let Some(stem) = candidate.strip_suffix(js)
                 && let Some(found) = sources.iter().find_map(|ts| has(&format!("{stem}{ts}")))
@@ -183,7 +190,6 @@ impl Resolver {
         {
             return Some(found);
         }
-        let index = if candidate.is_empty() { "index".to_string() } else { format!("{candidate}/index") };
         EXTENSIONS.iter().find_map(|ext| has(&format!("{index}{ext}")))
     }
 }
@@ -256,9 +262,8 @@ fn match_paths<'a>(
 fn package_name(spec: &str) -> Option<String> {
     if let Some(rest) = spec.strip_prefix("npm:") {
         // `npm:lodash@4/fp` names `lodash`; `npm:@scope/pkg@1` names `@scope/pkg`.
-        let name = package_name(rest)?;
-        let version_at = name.char_indices().skip(1).find(|&(_, c)| c == '@').map(|(i, _)| i);
-        return Some(version_at.map_or(name.clone(), |i| name[..i].to_string()));
+        let version_at = rest.char_indices().skip(1).find(|&(_, c)| c == '@').map_or(rest.len(), |(i, _)| i);
+        return package_name(&rest[..version_at]);
     }
     if spec.contains(':') {
         // Another scheme (`https:`, `data:`, `bun:`, `jsr:`): external, named by the whole text.
@@ -266,7 +271,13 @@ fn package_name(spec: &str) -> Option<String> {
     }
     let mut parts = spec.split('/');
     let first = parts.next()?;
-    let valid = |s: &str| !s.is_empty() && !s.starts_with(['.', '~', '#', '@']);
+    // npm's rule: URL-safe characters, not starting with `.` or `_`. Aliases (`~/x`, `$lib/x`,
+    // `#x`) fail it, which is what keeps them from passing for packages.
+    let valid = |s: &str| {
+        !s.is_empty()
+            && !s.starts_with(['.', '_', '~'])
+            && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~'))
+    };
     if let Some(scope) = first.strip_prefix('@') {
         let name = parts.next()?;
         return (valid(scope) && valid(name)).then(|| format!("@{scope}/{name}"));
@@ -586,6 +597,9 @@ mod tests {
         assert_eq!(package_name("@/components/x"), None);
         assert_eq!(package_name("~/lib"), None);
         assert_eq!(package_name("#internal"), None);
+        assert_eq!(package_name("$lib/x"), None);
+        assert_eq!(package_name("_private"), None);
+        assert_eq!(package_name("JSONStream").as_deref(), Some("JSONStream"));
     }
 
     #[test]

@@ -277,6 +277,13 @@ impl Walk {
     /// longest line.
     pub fn read(&self, entry: &FileEntry) -> Result<SourceFile, SkipReason> {
         let unreadable = |e: io::Error| SkipReason::Unreadable(e.to_string());
+        // A link listed as a file could have been repointed since: check its target again.
+        if std::fs::symlink_metadata(&entry.abs_path).map_err(unreadable)?.is_symlink() {
+            let target = std::fs::canonicalize(&entry.abs_path).map_err(unreadable)?;
+            if !target.starts_with(&self.canonical_root) {
+                return Err(SkipReason::SymlinkOutsideRoot);
+            }
+        }
         let file = File::open(&entry.abs_path).map_err(unreadable)?;
         let meta = file.metadata().map_err(unreadable)?;
         if !meta.is_file() {

@@ -420,6 +420,10 @@ fn symlinks_never_lead_out_of_the_root_and_loops_terminate() {
     });
     let source = walk.read(alias.expect("alias listed")).expect("alias readable");
     assert_eq!(source.text, "export const real = 1;\n");
+    // Repointed outside the root between list and read: the read refuses it.
+    fs::remove_file(root.join("src/alias.ts")).expect("rm");
+    symlink(outside.path().join("secret.ts"), root.join("src/alias.ts")).expect("symlink");
+    assert_eq!(walk.read(alias.expect("alias listed")), Err(SkipReason::SymlinkOutsideRoot));
     assert!(walk.read_tsconfigs().is_empty());
 }
 
