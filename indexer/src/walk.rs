@@ -136,8 +136,8 @@ pub struct WalkBuilder {
 }
 
 impl WalkBuilder {
-    /// A walk of `root` with the defaults: 1 MiB file limit, lines over 1,000 characters on
-    /// average... see `max_line_length`.
+    /// A walk of `root` with the defaults: files up to 1 MiB, lines up to 1,000 characters, no
+    /// include or exclude globs.
     pub fn new(root: impl AsRef<Path>) -> WalkBuilder {
         WalkBuilder {
             root: root.as_ref().to_path_buf(),
@@ -160,7 +160,9 @@ impl WalkBuilder {
         self
     }
 
-    /// Only paths matching one of these globs are indexed (all when empty).
+    /// Only paths matching one of these globs are indexed (all when empty). A glob without `/`
+    /// matches a name at any depth, one with `/` matches from the root, `*` stays within one
+    /// component, and a glob matching a directory covers everything under it.
     pub fn include(mut self, globs: impl IntoIterator<Item = impl Into<String>>) -> WalkBuilder {
         self.include.extend(globs.into_iter().map(Into::into));
         self
