@@ -59,33 +59,39 @@ pub struct Parsed {
     pub diagnostics: Vec<Diagnostic>,
 }
 
+/// A parser and the language it is set to.
+struct CachedParser {
+    parser: Parser,
+    language: Option<Language>,
+}
+
 thread_local! {
     /// One parser per rayon worker, reused across files: creating a parser allocates its stacks
     /// and lexer buffers, which is measurable on small files.
-    static PARSER: RefCell<Parser> = RefCell::new(Parser::new());
+    static PARSER: RefCell<CachedParser> = RefCell::new(CachedParser { parser: Parser::new(), language: None });
 }
 
 /// Parses `text` as `language` within `limits`.
 pub fn parse(language: Language, text: &str, limits: &ParseLimits) -> Parsed {
-    if let Some((depth, line)) = exceeds_depth(language, text.as_bytes(), limits.max_depth) {
+    if let Some(line) = exceeds_depth(language, text.as_bytes(), limits.max_depth) {
         return Parsed {
             tree: None,
             diagnostics: vec![Diagnostic {
                 code: "too_deep",
-                message: format!(
-                    "nesting deeper than {} (at least {depth}); the file is not parsed",
-                    limits.max_depth
-                ),
+                message: format!("nesting deeper than {} levels; the file is not parsed", limits.max_depth),
                 line,
             }],
         };
     }
 
     let tree = PARSER.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut parser) => parse_with(&mut parser, language, text, limits.timeout),
+        Ok(mut cached) => parse_with(&mut cached, language, text, limits.timeout),
         // Only reachable if parsing re-entered itself on this thread; a fresh parser keeps the
         // promise of never failing.
-        Err(_) => parse_with(&mut Parser::new(), language, text, limits.timeout),
+        Err(_) => {
+            let mut fresh = CachedParser { parser: Parser::new(), language: None };
+            parse_with(&mut fresh, language, text, limits.timeout)
+        }
     });
 
     match tree {
@@ -99,20 +105,25 @@ pub fn parse(language: Language, text: &str, limits: &ParseLimits) -> Parsed {
 
 /// Runs one parse with a deadline; the error is the diagnostic to report.
 fn parse_with(
-    parser: &mut Parser,
+    cached: &mut CachedParser,
     language: Language,
     text: &str,
     timeout: Duration,
 ) -> Result<Tree, Diagnostic> {
-    if let Err(err) = parser.set_language(&language.grammar()) {
-        // A grammar built for an incompatible tree-sitter ABI; a unit test in `lang` catches
-        // this, so it only happens with a broken build.
-        return Err(Diagnostic {
-            code: "syntax_error",
-            message: format!("no usable {} grammar: {err}", language.name()),
-            line: 1,
-        });
+    if cached.language != Some(language) {
+        cached.language = None;
+        if let Err(err) = cached.parser.set_language(&language.grammar()) {
+            // A grammar built for an incompatible tree-sitter ABI; a unit test in `lang` catches
+            // this, so it only happens with a broken build.
+            return Err(Diagnostic {
+                code: "syntax_error",
+                message: format!("no usable {} grammar: {err}", language.name()),
+                line: 1,
+            });
+        }
+        cached.language = Some(language);
     }
+    let parser = &mut cached.parser;
     let bytes = text.as_bytes();
     let started = Instant::now();
     // `checked_add` guards against `Duration::MAX` used as "no limit".
@@ -153,7 +164,7 @@ fn line_of(bytes: &[u8], offset: usize) -> u32 {
     (memchr::memchr_iter(b'\n', &bytes[..end]).count() + 1) as u32
 }
 
-/// Estimates the nesting depth of `bytes` in one pass and returns the depth and line where it
+/// Estimates the nesting depth of `bytes` in one pass and returns the 1-based line where it
 /// first goes beyond `max_depth`, if it does.
 ///
 /// The estimate counts `(`, `[` and `{` (which covers `${` in templates), skipping comments and
@@ -161,7 +172,7 @@ fn line_of(bytes: &[u8], offset: usize) -> u32 {
 /// after a token that can start an expression opens, `</` and `/>` close. It is deliberately
 /// rough: regular expressions and template text are not understood, and a JSX open it guesses
 /// wrong never closes. Both errors are tiny next to the limit, which real code stays far below.
-fn exceeds_depth(language: Language, bytes: &[u8], max_depth: usize) -> Option<(usize, u32)> {
+fn exceeds_depth(language: Language, bytes: &[u8], max_depth: usize) -> Option<u32> {
     let jsx = matches!(language, Language::Tsx | Language::JavaScript);
     let mut depth = 0usize;
     let mut line = 1u32;
@@ -175,11 +186,12 @@ fn exceeds_depth(language: Language, bytes: &[u8], max_depth: usize) -> Option<(
             b'(' | b'[' | b'{' => {
                 depth += 1;
                 if depth > max_depth {
-                    return Some((depth, line));
+                    return Some(line);
                 }
             }
             b')' | b']' | b'}' => depth = depth.saturating_sub(1),
-            b'/' if bytes.get(i + 1) == Some(&b'/') => {
+            // `//` right after `:` is a URL in JSX text, not a comment.
+            b'/' if bytes.get(i + 1) == Some(&b'/') && (i == 0 || bytes[i - 1] != b':') => {
                 i = memchr::memchr(b'\n', &bytes[i..]).map_or(bytes.len(), |n| i + n);
                 continue;
             }
@@ -190,7 +202,8 @@ fn exceeds_depth(language: Language, bytes: &[u8], max_depth: usize) -> Option<(
                 continue;
             }
             b'/' if jsx && bytes.get(i + 1) == Some(&b'>') => depth = depth.saturating_sub(1),
-            b'\'' | b'"' => {
+            // A quote right after a letter is an apostrophe in JSX text (`Don't`), not a string.
+            b'\'' | b'"' if !(jsx && i > 0 && bytes[i - 1].is_ascii_alphanumeric()) => {
                 // A string ends at its quote or, if unterminated (or an apostrophe in JSX text),
                 // at the end of the line, so one stray quote cannot hide the rest of the file.
                 let mut j = i + 1;
@@ -223,7 +236,7 @@ fn exceeds_depth(language: Language, bytes: &[u8], max_depth: usize) -> Option<(
                 {
                     depth += 1;
                     if depth > max_depth {
-                        return Some((depth, line));
+                        return Some(line);
                     }
                 }
                 _ => {}
@@ -303,21 +316,26 @@ mod tests {
     fn depth_scan_skips_strings_and_comments() {
         let text = "const a = '((((('; // ((((\n/* [[[[ */ const b = \"{{{{\";";
         assert_eq!(exceeds_depth(Language::TypeScript, text.as_bytes(), 2), None);
-        assert_eq!(exceeds_depth(Language::TypeScript, b"f(g(h(x)))", 2), Some((3, 1)));
+        assert_eq!(exceeds_depth(Language::TypeScript, b"f(g(h(x)))", 2), Some(1));
     }
 
     #[test]
     fn depth_scan_counts_jsx_elements_but_not_generics() {
+        // The parenthesis, `a`, `b` and the self-closing `c`: four levels.
         let jsx = "const x = (<a><b><c/></b></a>);";
-        assert_eq!(exceeds_depth(Language::Tsx, jsx.as_bytes(), 3), None);
-        assert_eq!(exceeds_depth(Language::Tsx, jsx.as_bytes(), 2), Some((3, 1)));
+        assert_eq!(exceeds_depth(Language::Tsx, jsx.as_bytes(), 4), None);
+        assert_eq!(exceeds_depth(Language::Tsx, jsx.as_bytes(), 3), Some(1));
         let generic = "let m: Map<string, Array<number>> = new Map<string, Array<number>>(); if (a<b) {}";
         assert_eq!(exceeds_depth(Language::Tsx, generic.as_bytes(), 2), None);
     }
 
     #[test]
-    fn apostrophe_in_jsx_text_does_not_hide_the_rest() {
-        let text = "const x = <p>Don't</p>;\nf((((x))));";
-        assert_eq!(exceeds_depth(Language::Tsx, text.as_bytes(), 3), Some((4, 2)));
+    fn jsx_text_does_not_skew_the_count() {
+        // Apostrophes and URLs in JSX text must not hide closing tags: repeated, each would
+        // leave the count one level too deep.
+        let line = "<p>Don't miss https://example.com</p>\n";
+        let text = format!("const x = <div>\n{}</div>;\nf(((x)));", line.repeat(50));
+        assert_eq!(exceeds_depth(Language::Tsx, text.as_bytes(), 3), None);
+        assert_eq!(exceeds_depth(Language::Tsx, text.as_bytes(), 2), Some(53));
     }
 }

@@ -170,6 +170,14 @@ fn garbage_is_capped_and_does_not_panic() {
         assert!(!parsed.diagnostics.is_empty());
         assert!(parsed.diagnostics.len() <= 100, "{} diagnostics", parsed.diagnostics.len());
     }
+    // NUL bytes, lone surrogates' replacement characters, right-to-left marks and emoji in
+    // identifiers and strings: whatever tree-sitter makes of them, ranges stay on char boundaries.
+    let odd = "export const a = 1;\0\0 function \u{fffd}f() {}\nclass \u{200f}K { m\u{1f600}() {} }\n\
+               export function ok() { return \"\u{1f600}\0\"; }\n";
+    for language in Language::ALL {
+        let (_, extracted) = analyze(language, odd, &ParseLimits::default());
+        assert!(extracted.symbols.iter().any(|s| s.name == "a"), "{:?}", extracted.symbols);
+    }
 }
 
 #[test]
