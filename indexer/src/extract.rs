@@ -586,7 +586,8 @@ impl<'s, 't> Walker<'s, 't> {
             .enumerate()
             .map(|(i, d)| match d.keep {
                 Keep::Always => true,
-                Keep::IfExported => exported[i],
+                // `export let` inside a namespace nobody exports still says it matters.
+                Keep::IfExported => exported[i] || d.explicit_export,
                 Keep::UnlessImplemented => {
                     !implemented.contains(&(d.symbol.parent, d.symbol.name.as_str(), d.symbol.kind))
                 }

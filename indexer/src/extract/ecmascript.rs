@@ -5,7 +5,9 @@
 //! anonymous function or class named `default`, or a local name), `export =`, `export { a, b as
 //! c }`, and CommonJS `module.exports = X | { a, b: c, d() {} }`, `exports.x = ..` and
 //! `module.exports.x = ..`. Names exported by a separate statement are resolved against
-//! module-level symbols at the end of the walk.
+//! module-level symbols at the end of the walk. Members of an exported class are exported; a
+//! namespace member is exported when the namespace is and the member says `export` (or the
+//! namespace is ambient, where every member is visible), as TypeScript has it.
 
 use tree_sitter::Node;
 
@@ -243,13 +245,8 @@ fn variable_declarator<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend
         .filter(|c| c.kind() == "variable_declarator")
         .count()
         == 1;
-    let (outer, exported, ambient) = if single {
-        let wrap = wrapped(w, visit, declaration, visit.depth - 1);
-        (wrap.outer, wrap.exported, wrap.ambient)
-    } else {
-        let wrap = wrapped(w, visit, declaration, visit.depth - 1);
-        (node, wrap.exported, wrap.ambient)
-    };
+    let wrap = wrapped(w, visit, declaration, visit.depth - 1);
+    let (outer, exported, ambient) = (if single { wrap.outer } else { node }, wrap.exported, wrap.ambient);
 
     if name_node.kind() == "identifier" {
         let name = w.node_text(&name_node).to_owned();
@@ -287,28 +284,24 @@ fn variable_declarator<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend
 }
 
 /// The node a name bound to `value` should be emitted at, and its kind: a function or class
-/// expression, or one wrapped in `memo(..)` / `forwardRef(..)` (React components).
+/// expression, or one wrapped in `memo(..)` / `forwardRef(..)` (React components), however
+/// deeply (a loop, not recursion: the wrapping comes from the input).
 fn bound_value<'t>(w: &Walker<'_, 't>, value: Node<'t>) -> Option<(Node<'t>, SymbolKind)> {
-    let kind = value.kind();
-    if is_function_value(kind) {
-        return Some((value, SymbolKind::Function));
-    }
-    if kind == "class" {
-        return Some((value, SymbolKind::Class));
-    }
-    if kind == "call_expression" {
-        let callee = w.node_text(&value.child_by_field_name("function")?);
-        if matches!(callee, "memo" | "forwardRef" | "React.memo" | "React.forwardRef") {
-            let args = value.child_by_field_name("arguments")?;
-            let first = args.named_child(0)?;
-            if is_function_value(first.kind()) {
-                return Some((first, SymbolKind::Function));
+    let mut value = value;
+    loop {
+        match value.kind() {
+            kind if is_function_value(kind) => return Some((value, SymbolKind::Function)),
+            "class" => return Some((value, SymbolKind::Class)),
+            "call_expression" => {
+                let callee = w.node_text(&value.child_by_field_name("function")?);
+                if !matches!(callee, "memo" | "forwardRef" | "React.memo" | "React.forwardRef") {
+                    return None;
+                }
+                value = value.child_by_field_name("arguments")?.named_child(0)?;
             }
-            // `memo(forwardRef(() => ..))`
-            return bound_value(w, first);
+            _ => return None,
         }
     }
-    None
 }
 
 /// `require("x")`, `import("x")` or `await import("x")`: a module, not a value worth a symbol.
