@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -55,7 +56,10 @@ fn fails_the_pass(error: &EmbedError) -> bool {
     match error {
         EmbedError::Rejected { status, .. } => !matches!(status, 400 | 413 | 422),
         EmbedError::Config(_) | EmbedError::Store(_) | EmbedError::DimensionMismatch { .. } => true,
-        EmbedError::Exhausted { .. } | EmbedError::InvalidResponse(_) | EmbedError::CircuitOpen => false,
+        EmbedError::Exhausted { .. }
+        | EmbedError::InvalidResponse(_)
+        | EmbedError::CircuitOpen
+        | EmbedError::DeadlineExceeded(_) => false,
     }
 }
 
@@ -193,18 +197,24 @@ pub async fn embed_pending(
 }
 
 /// Embeds search queries through an [`Embedder`], remembering the most recent ones.
+///
+/// A query gets an overall deadline on top of the embedder's own timeouts and retries, so a
+/// struggling upstream slows a search by at most that much (indexing, which can wait, has none).
 #[derive(Debug)]
 pub struct QueryEmbedder {
     inner: Arc<dyn Embedder>,
+    deadline: Duration,
     cache: Mutex<Lru>,
 }
 
 impl QueryEmbedder {
     /// Default number of queries remembered.
     pub const DEFAULT_CAPACITY: usize = 1024;
+    /// Default longest wait for a query's vector.
+    pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 
-    pub fn new(inner: Arc<dyn Embedder>, capacity: usize) -> QueryEmbedder {
-        QueryEmbedder { inner, cache: Mutex::new(Lru::new(capacity)) }
+    pub fn new(inner: Arc<dyn Embedder>, capacity: usize, deadline: Duration) -> QueryEmbedder {
+        QueryEmbedder { inner, deadline, cache: Mutex::new(Lru::new(capacity)) }
     }
 
     pub fn embedder(&self) -> &Arc<dyn Embedder> {
@@ -216,7 +226,10 @@ impl QueryEmbedder {
         if let Some(v) = self.lock().get(query) {
             return Ok(v);
         }
-        let embedded = self.inner.embed(&[query.to_string()]).await?;
+        let input = [query.to_string()];
+        let embedded = tokio::time::timeout(self.deadline, self.inner.embed(&input))
+            .await
+            .map_err(|_| EmbedError::DeadlineExceeded(self.deadline))??;
         let vector = embedded
             .vectors
             .into_iter()

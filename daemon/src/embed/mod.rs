@@ -31,6 +31,9 @@ pub enum EmbedError {
     /// the configured dimensions disagree (or the server ignores `dimensions`).
     #[error("the model returned {got} dimensions, {expected} are configured")]
     DimensionMismatch { expected: usize, got: usize },
+    /// A query's vector did not arrive within its deadline.
+    #[error("embedding took longer than {0:?}")]
+    DeadlineExceeded(std::time::Duration),
     /// The circuit breaker is open: the upstream is considered down until the cool-down ends.
     #[error("embedding upstream unavailable (circuit open)")]
     CircuitOpen,

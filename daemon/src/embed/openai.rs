@@ -23,7 +23,8 @@
 //!   jitter (`rand(0, min(backoff_cap, backoff_base * 2^n))`), or after `Retry-After` /
 //!   `retry-after-ms` when the server sends one (capped by `retry_after_cap`); at most
 //!   `max_retries + 1` attempts per request. 400, 401, 403, 404, 422 and every other 4xx fail fast
-//!   with the upstream's message. So do vectors that all have the wrong number of dimensions: that
+//!   with the upstream's message, and so does a 429 whose error code is `insufficient_quota`
+//!   (billing, which no wait fixes). So do vectors that all have the wrong number of dimensions: that
 //!   is a configuration mistake (model and `dimensions` disagree), not a transient fault.
 //!
 //! Error messages never contain the API key or the value of a secret-looking extra header: they
@@ -406,6 +407,10 @@ impl OpenAiEmbedder {
             });
         }
         let message = self.scrub(&upstream_message(&bytes));
+        // OpenAI answers an exhausted quota (billing) with a 429 that no wait will fix.
+        if code == 429 && is_quota_exhausted(&bytes) {
+            return Err(Failure::Fatal(EmbedError::Rejected { status: code, message }));
+        }
         if matches!(code, 408 | 409 | 429) || status.is_server_error() {
             return Err(Failure::Retry {
                 message: format!("status {code}: {message}"),
@@ -714,6 +719,15 @@ fn upstream_message(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
     if text.is_empty() { "no message".to_string() } else { truncate_chars(text, 300) }
+}
+
+/// Whether an error body says the account's quota is used up (`insufficient_quota`).
+fn is_quota_exhausted(body: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(body).is_ok_and(|json| {
+        ["/error/code", "/error/type"]
+            .iter()
+            .any(|p| json.pointer(p).and_then(|v| v.as_str()) == Some("insufficient_quota"))
+    })
 }
 
 /// A transport error as text, without the URL, with its causes.

@@ -932,7 +932,7 @@ async fn an_over_long_input_can_be_truncated_instead() {
 async fn query_embeddings_are_cached() {
     let server = Server::start(|_| Reply::Normal).await;
     let embedder: Arc<dyn Embedder> = Arc::new(OpenAiEmbedder::new(config(&server)).unwrap());
-    let queries = QueryEmbedder::new(embedder, 2);
+    let queries = QueryEmbedder::new(embedder, 2, QueryEmbedder::DEFAULT_DEADLINE);
     let a = queries.embed_query("create user").await.unwrap();
     assert_close(&a, &expected("create user", DIMS));
     assert_eq!(queries.embed_query("create user").await.unwrap(), a);
@@ -951,10 +951,43 @@ async fn query_failures_are_not_cached() {
     let server =
         Server::start(|seen| if seen.n == 1 { Reply::status(400, "no") } else { Reply::Normal }).await;
     let embedder: Arc<dyn Embedder> = Arc::new(OpenAiEmbedder::new(config(&server)).unwrap());
-    let queries = QueryEmbedder::new(embedder, QueryEmbedder::DEFAULT_CAPACITY);
+    let queries =
+        QueryEmbedder::new(embedder, QueryEmbedder::DEFAULT_CAPACITY, QueryEmbedder::DEFAULT_DEADLINE);
     assert!(queries.embed_query("q").await.is_err());
     assert!(queries.embed_query("q").await.is_ok());
     assert_eq!(server.calls(), 2);
+}
+
+#[tokio::test]
+async fn a_query_waits_no_longer_than_its_deadline() {
+    let server = Server::start(|seen| if seen.n == 1 { Reply::Hang } else { Reply::Normal }).await;
+    let embedder: Arc<dyn Embedder> = Arc::new(OpenAiEmbedder::new(config(&server)).unwrap());
+    let queries = QueryEmbedder::new(embedder, 8, Duration::from_millis(200));
+    let start = Instant::now();
+    let err = queries.embed_query("q").await.unwrap_err();
+    assert!(matches!(err, EmbedError::DeadlineExceeded(d) if d == Duration::from_millis(200)), "{err:?}");
+    // The client's own timeout is 5 s: the deadline cut the wait short.
+    assert!(start.elapsed() < Duration::from_secs(5));
+    assert_eq!(queries.cached(), 0);
+    assert_close(&queries.embed_query("q").await.unwrap(), &expected("q", DIMS));
+    assert_eq!(server.calls(), 2);
+}
+
+#[tokio::test]
+async fn an_exhausted_quota_is_not_retried() {
+    let server = Server::start(|_| {
+        Reply::status(
+            429,
+            r#"{"error":{"message":"You exceeded your current quota","type":"insufficient_quota","code":"insufficient_quota"}}"#,
+        )
+    })
+    .await;
+    let embedder = OpenAiEmbedder::new(config(&server)).unwrap();
+    let err = embedder.embed(&texts(&["a"])).await.unwrap_err();
+    assert_eq!(server.calls(), 1);
+    assert!(
+        matches!(&err, EmbedError::Rejected { status: 429, message } if message == "You exceeded your current quota")
+    );
 }
 
 #[test]
