@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::future::{BoxFuture, OptionFuture};
 use futures::stream::FuturesUnordered;
 use tokio_util::sync::CancellationToken;
 
 use super::{EmbedError, Embedder, InputAdjustment, Result};
-use crate::store::Store;
+use crate::store::{Result as StoreResult, Store};
 
 /// What one pass of [`embed_pending`] did. Cache hits are the caller's to count (chunks written
 /// minus hashes that were pending).
@@ -43,6 +44,9 @@ pub struct EmbedStats {
     pub last_error: Option<String>,
 }
 
+/// A pending content hash and its text, as the store lists them.
+type Pending = (String, String);
+
 /// One batch: content hashes and their texts.
 struct Batch {
     hashes: Vec<String>,
@@ -67,12 +71,14 @@ fn fails_the_pass(error: &EmbedError) -> bool {
 /// `model_id`, storing each successful batch whole.
 ///
 /// Batches are packed by the embedder's input and token limits and up to its
-/// [`Embedder::concurrency`] are in flight; the next page of pending hashes is fetched while
-/// batches are still running, so the pipeline does not drain between pages. A failed batch is
-/// counted and skipped for this pass (its chunks stay pending). The pass stops early, returning
-/// its stats, when the circuit opens (`paused`) or `cancel` fires (`cancelled`); it returns an
-/// error when the failure means nothing else can succeed (see [`EmbedError`]'s `Rejected` 401,
-/// 403, 404, `DimensionMismatch`, `Config`, `Store`). `progress` is called after every batch.
+/// [`Embedder::concurrency`] are in flight. The next page of pending hashes is read while batches
+/// are still running, so the pipeline never drains between pages. A failed batch is counted and
+/// skipped for this pass (its chunks stay pending for the next one). The pass stops early,
+/// returning its stats, when the circuit opens (`paused`) or `cancel` fires (`cancelled`:
+/// in-flight batches are dropped, nothing partial is stored). It returns an error when the
+/// failure means no other batch can succeed: a 401, 402, 403, 404 (any 4xx but 400, 413 and
+/// 422, which are about one batch's inputs), [`EmbedError::DimensionMismatch`], a configuration
+/// or a store error. `progress` is called after every batch.
 pub async fn embed_pending(
     store: &dyn Store,
     model_id: i64,
@@ -84,14 +90,19 @@ pub async fn embed_pending(
     let concurrency = embedder.concurrency().max(1);
     let max_inputs = embedder.max_batch_inputs().max(1);
     let max_tokens = embedder.max_batch_tokens().max(1);
-    let page = (max_inputs.saturating_mul(concurrency)).clamp(64, 8192);
+    // About two rounds of batches per read, so a read is due well before the queue runs dry.
+    let page = max_inputs.saturating_mul(concurrency).saturating_mul(2).clamp(64, 16_384);
 
     let mut stats = EmbedStats::default();
-    // Hashes queued, in flight, or failed in this pass: the store still reports them as pending,
-    // so they are skipped when the next page is read.
-    let mut claimed: HashSet<String> = HashSet::new();
+    // Hashes queued, in flight or failed in this pass. The store still reports them as pending,
+    // so a read asks for that many more rows than a page and skips them.
+    let mut outstanding: HashSet<String> = HashSet::new();
+    // Hashes stored while a read was running: that read may still return them (it may have
+    // started before they were stored), so they stay outstanding until it has been processed.
+    let mut stored_during_read: Vec<String> = Vec::new();
     let mut queue: VecDeque<Batch> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
+    let mut read: Option<BoxFuture<'_, StoreResult<Vec<Pending>>>> = None;
     let mut drained = false;
     let mut stopping = false;
     let mut fatal: Option<EmbedError> = None;
@@ -101,23 +112,9 @@ pub async fn embed_pending(
             stats.cancelled = true;
             break;
         }
-        if !drained && !stopping && queue.len() < concurrency {
-            let limit = page + claimed.len();
-            let rows = store.pending_embeddings(model_id, project_id, limit as i64).await?;
-            // Fewer rows than asked: the store has nothing more beyond these.
-            drained = rows.len() < limit;
-            let fresh: Vec<(String, String)> =
-                rows.into_iter().filter(|(h, _)| !claimed.contains(h)).collect();
-            if fresh.is_empty() {
-                drained = true;
-            }
-            let sizes: Vec<usize> = fresh.iter().map(|(_, c)| indexer::count_tokens(c)).collect();
-            let mut fresh = fresh.into_iter();
-            for range in super::pack(sizes, max_inputs, max_tokens) {
-                let (hashes, contents): (Vec<String>, Vec<String>) = fresh.by_ref().take(range.len()).unzip();
-                claimed.extend(hashes.iter().cloned());
-                queue.push_back(Batch { hashes, contents });
-            }
+        if read.is_none() && !drained && !stopping && queue.len() < concurrency {
+            let limit = i64::try_from(page + outstanding.len()).unwrap_or(i64::MAX);
+            read = Some(Box::pin(store.pending_embeddings(model_id, project_id, limit)));
         }
         while !stopping && in_flight.len() < concurrency {
             let Some(batch) = queue.pop_front() else { break };
@@ -127,73 +124,110 @@ pub async fn embed_pending(
                 (batch, result)
             });
         }
-        if in_flight.is_empty() {
+        if in_flight.is_empty() && read.is_none() {
             break;
         }
-        let next = tokio::select! {
+
+        tokio::select! {
             biased;
-            () = cancel.cancelled() => None,
-            next = in_flight.next() => next,
-        };
-        let Some((batch, result)) = next else {
-            stats.cancelled = cancel.is_cancelled();
-            break;
-        };
-        let result = result.and_then(|embedded| {
-            if embedded.vectors.len() == batch.hashes.len() {
-                Ok(embedded)
-            } else {
-                Err(EmbedError::InvalidResponse(format!(
-                    "{} vectors for {} inputs",
-                    embedded.vectors.len(),
-                    batch.hashes.len()
-                )))
+            () = cancel.cancelled() => {
+                stats.cancelled = true;
+                break;
             }
-        });
-        match result {
-            Ok(embedded) => {
-                for adjustment in &embedded.adjustments {
-                    match adjustment {
-                        InputAdjustment::None => {}
-                        InputAdjustment::Split { .. } => stats.split += 1,
-                        InputAdjustment::Truncated => stats.truncated += 1,
+            Some(rows) = OptionFuture::from(read.as_mut()), if read.is_some() => {
+                read = None;
+                let rows = rows?;
+                let fresh: Vec<(String, String)> =
+                    rows.into_iter().filter(|(h, _)| !outstanding.contains(h)).collect();
+                for hash in stored_during_read.drain(..) {
+                    outstanding.remove(&hash);
+                }
+                // A read asks for a page more than is outstanding; when nothing new comes back,
+                // everything pending is already in hand.
+                drained = fresh.is_empty();
+                let sizes: Vec<usize> = fresh.iter().map(|(_, c)| indexer::count_tokens(c)).collect();
+                let mut fresh = fresh.into_iter();
+                for range in super::pack(sizes, max_inputs, max_tokens) {
+                    let (hashes, contents): (Vec<String>, Vec<String>) = fresh.by_ref().take(range.len()).unzip();
+                    outstanding.extend(hashes.iter().cloned());
+                    queue.push_back(Batch { hashes, contents });
+                }
+            }
+            Some((batch, result)) = in_flight.next(), if !in_flight.is_empty() => {
+                match handle_batch(store, model_id, batch, result, &mut stats).await? {
+                    Ok(hashes) if read.is_some() => stored_during_read.extend(hashes),
+                    Ok(hashes) => {
+                        for hash in hashes {
+                            outstanding.remove(&hash);
+                        }
+                    }
+                    Err(EmbedError::CircuitOpen) => {
+                        tracing::warn!(model_id, "embedding upstream unavailable; pausing the embedding stage");
+                        stats.paused = true;
+                        stopping = true;
+                    }
+                    Err(error) if fails_the_pass(&error) => {
+                        fatal.get_or_insert(error);
+                        stopping = true;
+                    }
+                    Err(error) => {
+                        tracing::warn!(model_id, %error, "embedding batch failed; its chunks stay pending");
                     }
                 }
-                let rows: Vec<(String, Vec<f32>)> = batch.hashes.into_iter().zip(embedded.vectors).collect();
-                store.put_embeddings(model_id, &rows).await?;
-                for (hash, _) in &rows {
-                    claimed.remove(hash);
+                if let Some(progress) = progress {
+                    progress(&stats);
                 }
-                stats.chunks_embedded += rows.len() as u64;
-                stats.tokens += embedded.tokens;
             }
-            Err(EmbedError::CircuitOpen) => {
-                tracing::warn!(model_id, "embedding upstream unavailable; pausing the embedding stage");
-                stats.paused = true;
-                stopping = true;
-            }
-            Err(error) if fails_the_pass(&error) => {
-                stats.failures += 1;
-                stats.failed_chunks += batch.hashes.len() as u64;
-                stats.last_error = Some(error.to_string());
-                fatal.get_or_insert(error);
-                stopping = true;
-            }
-            Err(error) => {
-                tracing::warn!(model_id, chunks = batch.hashes.len(), %error, "embedding batch failed");
-                stats.failures += 1;
-                stats.failed_chunks += batch.hashes.len() as u64;
-                stats.last_error = Some(error.to_string());
-            }
-        }
-        if let Some(progress) = progress {
-            progress(&stats);
         }
     }
     match fatal {
         Some(error) => Err(error),
         None => Ok(stats),
     }
+}
+
+/// Stores a successful batch whole and counts it, or counts a failed one. The outer `Err` is a
+/// store error; the inner result is the stored hashes or the batch's error.
+async fn handle_batch(
+    store: &dyn Store,
+    model_id: i64,
+    batch: Batch,
+    result: Result<super::Embedded>,
+    stats: &mut EmbedStats,
+) -> Result<Result<Vec<String>>> {
+    let result = result.and_then(|embedded| {
+        if embedded.vectors.len() == batch.hashes.len() {
+            Ok(embedded)
+        } else {
+            Err(EmbedError::InvalidResponse(format!(
+                "{} vectors for {} inputs",
+                embedded.vectors.len(),
+                batch.hashes.len()
+            )))
+        }
+    });
+    let embedded = match result {
+        Ok(embedded) => embedded,
+        Err(EmbedError::CircuitOpen) => return Ok(Err(EmbedError::CircuitOpen)),
+        Err(error) => {
+            stats.failures += 1;
+            stats.failed_chunks += batch.hashes.len() as u64;
+            stats.last_error = Some(error.to_string());
+            return Ok(Err(error));
+        }
+    };
+    for adjustment in &embedded.adjustments {
+        match adjustment {
+            InputAdjustment::None => {}
+            InputAdjustment::Split { .. } => stats.split += 1,
+            InputAdjustment::Truncated => stats.truncated += 1,
+        }
+    }
+    let rows: Vec<(String, Vec<f32>)> = batch.hashes.into_iter().zip(embedded.vectors).collect();
+    store.put_embeddings(model_id, &rows).await?;
+    stats.chunks_embedded += rows.len() as u64;
+    stats.tokens += embedded.tokens;
+    Ok(Ok(rows.into_iter().map(|(h, _)| h).collect()))
 }
 
 /// Embeds search queries through an [`Embedder`], remembering the most recent ones.
