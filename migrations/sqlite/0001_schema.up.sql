@@ -288,6 +288,8 @@ CREATE TABLE embeddings (
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
     UNIQUE (model_id, content_hash)
 ) STRICT;
+-- Paging a model's vectors in id order, to (re)build its vector index.
+CREATE INDEX embeddings_model_idx ON embeddings (model_id, id);
 
 -- Agent work -------------------------------------------------------------------------------
 
