@@ -373,7 +373,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Applies all pending migrations.
     async fn migrate_up(&self) -> Result<()>;
     /// Reverts migrations down to `to` (exclusive: versions above `to` are reverted); `None`
-    /// reverts the latest one.
+    /// reverts the latest one. A schema with a migration this binary does not know is refused
+    /// with `Migration`.
     async fn migrate_down(&self, to: Option<i64>) -> Result<()>;
     async fn status(&self) -> Result<StoreStatus>;
     /// A canonical, sorted listing of the schema's objects (tables with their columns and
@@ -423,14 +424,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Registers (or finds) a model; on PostgreSQL also creates its partial HNSW index.
     async fn register_model(&self, provider: &str, model: &str, dimensions: i32) -> Result<EmbeddingModel>;
     /// Distinct chunk content hashes of a project (all projects when `None`) that have no
-    /// embedding for `model_id`, with one content each, up to `limit`.
+    /// embedding for `model_id`, with one content each, up to `limit`, in content-hash order.
     async fn pending_embeddings(
         &self,
         model_id: i64,
         project_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<(String, String)>>;
-    /// Stores vectors for content hashes; existing ones are kept (idempotent).
+    /// Stores vectors for content hashes; existing ones are kept (idempotent). Returns how many
+    /// were new. The batch is validated first (the model exists: else `NotFound`; every vector
+    /// has the model's dimensions and finite values: else `Invalid`) and stored whole or not at all.
     async fn put_embeddings(&self, model_id: i64, vectors: &[(String, Vec<f32>)]) -> Result<u64>;
     /// Embeddings of a model in id order after `after_id`, for rebuilding a vector index.
     async fn embeddings_page(
@@ -443,7 +446,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn embeddings_extent(&self, model_id: i64) -> Result<(i64, i64)>;
 
     // Search signals.
-    /// Chunks in scope whose embedding is among `embedding_ids`.
+    /// Chunks in scope whose embedding is among `embedding_ids`, as `(embedding_id, chunk)`:
+    /// every chunk holding the embedded text, in the order of `embedding_ids`, then by chunk id.
     async fn chunks_for_embeddings(
         &self,
         model_id: i64,
@@ -453,21 +457,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Embedding ids of the chunks in scope (the allowed set for filtered vector search).
     async fn embedding_ids_in_scope(&self, model_id: i64, scope: &SearchScope) -> Result<Vec<i64>>;
     /// Full-text search over chunks' lexical documents; `query` is a list of terms (ORed,
-    /// ranked by BM25 or its approximation).
+    /// ranked by BM25 or its approximation, best first). Each term is matched as a whole token
+    /// (query syntax inside a term is text); a trailing `*` makes it a prefix. Terms without a
+    /// word character are dropped. An empty scope finds nothing.
     async fn lexical_search(
         &self,
         terms: &[String],
         scope: &SearchScope,
         limit: i64,
     ) -> Result<Vec<ScoredChunk>>;
-    /// Symbols whose name or qualified name matches exactly, by prefix or by substring.
+    /// Symbols whose name or qualified name matches exactly, by prefix or by substring
+    /// (ASCII case-insensitive), in that order; within each, name matches before
+    /// qualified-name matches, then exported first, then shorter names, then path.
     async fn symbol_search(&self, query: &str, scope: &SearchScope, limit: i64) -> Result<Vec<SymbolView>>;
-    /// Chunks by id.
+    /// Chunks by id, in the order given; unknown ids are skipped.
     async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>>;
     /// The chunk of a file that covers a line.
     async fn chunk_at(&self, project_id: i64, path: &str, line: i32) -> Result<Option<ChunkView>>;
     /// Files reachable from `path` through imports (`reverse`: through importers) up to
-    /// `depth`, with their distance.
+    /// `depth`, each with its shortest distance, ordered by distance then path; `path` itself
+    /// is never listed, and cycles terminate.
     async fn import_neighbours(
         &self,
         project_id: i64,
@@ -484,10 +493,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         paths: Option<&[String]>,
         commit: Option<&str>,
     ) -> Result<IndexRun>;
-    /// Leases the oldest queued run, or one whose lease expired, for `owner`.
+    /// Leases the oldest queued run, or one whose lease expired (`lease_expires_at <= now`),
+    /// for `owner` for `lease_secs` (0 to one year, else `Invalid`; 0 expires at once). A
+    /// takeover keeps the original `started_at`.
     async fn lease_run(&self, owner: &str, lease_secs: i64) -> Result<Option<IndexRun>>;
+    /// Extends a running run's lease; `false` when `owner` no longer holds it.
     async fn heartbeat_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool>;
     async fn update_run_counts(&self, run_id: i64, counts: &RunCounts) -> Result<()>;
+    /// Ends a queued or running run with a final status, clearing its lease. `Invalid` for a
+    /// non-final status, `NotFound` for an unknown run, `Conflict` for a finished one.
     async fn finish_run(&self, run_id: i64, status: RunStatus, error: Option<&str>) -> Result<()>;
     async fn run(&self, run_id: i64) -> Result<Option<IndexRun>>;
     async fn add_run_event(

@@ -682,21 +682,31 @@ impl Store for SqliteStore {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        // One representative chunk (the oldest) per missing hash; equal hashes mean equal text.
-        let rows = sqlx::query(
-            "SELECT content_hash, content FROM chunks WHERE id IN ( \
-                 SELECT min(c.id) FROM chunks c \
-                 WHERE (?2 IS NULL OR c.project_id = ?2) \
-                   AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.content_hash = c.content_hash) \
-                 GROUP BY c.content_hash ORDER BY min(c.id) LIMIT ?3) \
-             ORDER BY id",
-        )
-        .bind(model_id)
-        .bind(project_id)
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db_err)?;
+        // One representative chunk per missing hash (equal hashes mean equal text), in hash
+        // order: the scan walks the (project_id, content_hash) or (content_hash) index and stops
+        // at `limit`, with no sort, so paging through a large backlog stays cheap.
+        let query = match project_id {
+            Some(project_id) => sqlx::query(
+                "SELECT c.content_hash, c.content FROM chunks c JOIN ( \
+                     SELECT min(c2.id) AS id FROM chunks c2 WHERE c2.project_id = ?2 \
+                     AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.content_hash = c2.content_hash) \
+                     GROUP BY c2.content_hash ORDER BY c2.content_hash LIMIT ?3) r ON r.id = c.id \
+                 ORDER BY c.content_hash",
+            )
+            .bind(model_id)
+            .bind(project_id)
+            .bind(limit),
+            None => sqlx::query(
+                "SELECT c.content_hash, c.content FROM chunks c JOIN ( \
+                     SELECT min(c2.id) AS id FROM chunks c2 \
+                     WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.content_hash = c2.content_hash) \
+                     GROUP BY c2.content_hash ORDER BY c2.content_hash LIMIT ?2) r ON r.id = c.id \
+                 ORDER BY c.content_hash",
+            )
+            .bind(model_id)
+            .bind(limit),
+        };
+        let rows = query.fetch_all(&self.reader).await.map_err(db_err)?;
         rows.iter().map(|row| Ok((col(row, "content_hash")?, col(row, "content")?))).collect()
     }
 
@@ -1040,8 +1050,10 @@ impl Store for SqliteStore {
             "UPDATE index_runs SET status = 'running', lease_owner = ?1, ",
             "lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2), started_at = coalesce(started_at, ",
             now!(),
-            ") WHERE id = (SELECT id FROM index_runs WHERE status = 'queued' ",
-            "OR (status = 'running' AND lease_expires_at <= ",
+            // The IN term matches the partial index's predicate, so the choice reads only
+            // unfinished runs however long the history.
+            ") WHERE id = (SELECT id FROM index_runs WHERE status IN ('queued', 'running') ",
+            "AND (status = 'queued' OR lease_expires_at <= ",
             now!(),
             ") ORDER BY id LIMIT 1) RETURNING ",
             run_cols!()
