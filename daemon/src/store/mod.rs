@@ -307,6 +307,51 @@ pub struct RunEvent {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// An audit-trail entry (`project.created`, `token.revoked`, `run.succeeded`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityEntry {
+    pub id: i64,
+    /// `None` once the project is deleted (the entry outlives it; `subject_id` keeps the id).
+    pub project_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub action: String,
+    /// `user`, `api`, `git_hook`, `ci`, `system`.
+    pub source: String,
+    pub subject_type: Option<String>,
+    pub subject_id: Option<i64>,
+    pub details: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A bearer token to store; only its hash is kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewToken {
+    /// `None` for a service token.
+    pub user_id: Option<i64>,
+    pub name: String,
+    /// Lowercase hex of the token's 32-byte hash.
+    pub token_hash: String,
+    /// The first characters of the plain token, to tell tokens apart in listings.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A stored bearer token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub user_id: Option<i64>,
+    pub name: String,
+    pub token_hash: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Store-wide facts for `semdex status`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreStatus {
@@ -328,9 +373,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Applies all pending migrations.
     async fn migrate_up(&self) -> Result<()>;
     /// Reverts migrations down to `to` (exclusive: versions above `to` are reverted); `None`
-    /// reverts the latest one.
+    /// reverts the latest one. A schema with a migration this binary does not know is refused
+    /// with `Migration`.
     async fn migrate_down(&self, to: Option<i64>) -> Result<()>;
     async fn status(&self) -> Result<StoreStatus>;
+    /// A canonical, sorted listing of the schema's objects (tables with their columns and
+    /// constraints, indexes, triggers, views), without the migrations bookkeeping, so two
+    /// schemas can be compared.
+    async fn schema_dump(&self) -> Result<Vec<String>>;
 
     // Projects.
     async fn create_project(&self, project: NewProject) -> Result<Project>;
@@ -338,6 +388,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn project(&self, id: i64) -> Result<Option<Project>>;
     async fn list_projects(&self) -> Result<Vec<Project>>;
     async fn set_last_indexed_commit(&self, project_id: i64, sha: Option<&str>) -> Result<()>;
+    /// Deletes a project and everything it owns; `false` when there was no such project.
+    async fn delete_project(&self, id: i64) -> Result<bool>;
+
+    // Tokens and activity.
+    async fn create_token(&self, token: NewToken) -> Result<ApiToken>;
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>>;
+    /// Marks a token revoked; `false` when there was no such token or it was already revoked.
+    async fn revoke_token(&self, id: i64) -> Result<bool>;
+    /// Activity entries, newest first, of one project or of all (`None`), with ids below
+    /// `before_id` when given (cursor pagination).
+    async fn activity(
+        &self,
+        project_id: Option<i64>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ActivityEntry>>;
 
     // Files, symbols, imports and chunks.
     /// Every file of a project with what the incremental fast path compares.
@@ -358,14 +424,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Registers (or finds) a model; on PostgreSQL also creates its partial HNSW index.
     async fn register_model(&self, provider: &str, model: &str, dimensions: i32) -> Result<EmbeddingModel>;
     /// Distinct chunk content hashes of a project (all projects when `None`) that have no
-    /// embedding for `model_id`, with one content each, up to `limit`.
+    /// embedding for `model_id`, with one content each, up to `limit`, in content-hash order.
     async fn pending_embeddings(
         &self,
         model_id: i64,
         project_id: Option<i64>,
         limit: i64,
     ) -> Result<Vec<(String, String)>>;
-    /// Stores vectors for content hashes; existing ones are kept (idempotent).
+    /// Stores vectors for content hashes; existing ones are kept (idempotent). Returns how many
+    /// were new. The batch is validated first (the model exists: else `NotFound`; every vector
+    /// has the model's dimensions and finite values: else `Invalid`) and stored whole or not at all.
     async fn put_embeddings(&self, model_id: i64, vectors: &[(String, Vec<f32>)]) -> Result<u64>;
     /// Embeddings of a model in id order after `after_id`, for rebuilding a vector index.
     async fn embeddings_page(
@@ -384,7 +452,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn claim_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool>;
 
     // Search signals.
-    /// Chunks in scope whose embedding is among `embedding_ids`.
+    /// Chunks in scope whose embedding is among `embedding_ids`, as `(embedding_id, chunk)`:
+    /// every chunk holding the embedded text, in the order of `embedding_ids`, then by chunk id.
     async fn chunks_for_embeddings(
         &self,
         model_id: i64,
@@ -406,16 +475,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Embedding ids of the chunks in scope (the allowed set for filtered vector search).
     async fn embedding_ids_in_scope(&self, model_id: i64, scope: &SearchScope) -> Result<Vec<i64>>;
     /// Full-text search over chunks' lexical documents; `query` is a list of terms (ORed,
-    /// ranked by BM25 or its approximation).
-    async fn lexical_search(&self, terms: &[String], scope: &SearchScope, limit: i64) -> Result<Vec<ScoredChunk>>;
-    /// Symbols whose name or qualified name matches exactly, by prefix or by substring.
+    /// ranked by BM25 or its approximation, best first). Each term is matched as a whole token
+    /// (query syntax inside a term is text); a trailing `*` makes it a prefix. Terms without a
+    /// word character are dropped. An empty scope finds nothing.
+    async fn lexical_search(
+        &self,
+        terms: &[String],
+        scope: &SearchScope,
+        limit: i64,
+    ) -> Result<Vec<ScoredChunk>>;
+    /// Symbols whose name or qualified name matches exactly, by prefix or by substring
+    /// (ASCII case-insensitive), in that order; within each, name matches before
+    /// qualified-name matches, then exported first, then shorter names, then path.
     async fn symbol_search(&self, query: &str, scope: &SearchScope, limit: i64) -> Result<Vec<SymbolView>>;
-    /// Chunks by id.
+    /// Chunks by id, in the order given; unknown ids are skipped.
     async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>>;
     /// The chunk of a file that covers a line.
     async fn chunk_at(&self, project_id: i64, path: &str, line: i32) -> Result<Option<ChunkView>>;
     /// Files reachable from `path` through imports (`reverse`: through importers) up to
-    /// `depth`, with their distance.
+    /// `depth`, each with its shortest distance, ordered by distance then path; `path` itself
+    /// is never listed, and cycles terminate.
     async fn import_neighbours(
         &self,
         project_id: i64,
@@ -432,10 +511,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         paths: Option<&[String]>,
         commit: Option<&str>,
     ) -> Result<IndexRun>;
-    /// Leases the oldest queued run, or one whose lease expired, for `owner`.
+    /// Leases the oldest queued run, or one whose lease expired (`lease_expires_at <= now`),
+    /// for `owner` for `lease_secs` (0 to one year, else `Invalid`; 0 expires at once). A
+    /// takeover keeps the original `started_at`.
     async fn lease_run(&self, owner: &str, lease_secs: i64) -> Result<Option<IndexRun>>;
+    /// Extends a running run's lease; `false` when `owner` no longer holds it.
     async fn heartbeat_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool>;
     async fn update_run_counts(&self, run_id: i64, counts: &RunCounts) -> Result<()>;
+    /// Ends a queued or running run with a final status, clearing its lease. `Invalid` for a
+    /// non-final status, `NotFound` for an unknown run, `Conflict` for a finished one.
     async fn finish_run(&self, run_id: i64, status: RunStatus, error: Option<&str>) -> Result<()>;
     async fn run(&self, run_id: i64) -> Result<Option<IndexRun>>;
     async fn add_run_event(

@@ -5,9 +5,9 @@
 #[path = "../support/mod.rs"]
 mod support;
 
-/// The store suite, run against SQLite and PostgreSQL.
-mod store;
 /// Embedding providers and the cache, against misbehaving local HTTP servers.
 mod embed;
+/// The store suite, run against SQLite and PostgreSQL.
+mod store;
 /// Vector indexes: HNSW recall against exact search, persistence.
 mod vector;
