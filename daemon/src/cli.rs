@@ -6,11 +6,10 @@
 use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, Overrides};
 use crate::engine::Engine;
@@ -221,13 +220,13 @@ async fn index(
         );
     }
     let commit = head_commit(&root).await;
-    let stop = Arc::new(AtomicBool::new(false));
+    let cancel = CancellationToken::new();
     {
-        let stop = stop.clone();
+        let cancel = cancel.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
                 eprintln!("semdex: stopping at the next file boundary");
-                stop.store(true, Ordering::Relaxed);
+                cancel.cancel();
             }
         });
     }
@@ -258,7 +257,7 @@ async fn index(
         }
         run
     };
-    let result = indexing::index_project(&engine, &project, &run, &options, stop).await;
+    let result = indexing::index_project(&engine, &project, &run, &options, &cancel).await;
     let summary = match result {
         Ok(summary) => {
             if !dry_run {

@@ -32,7 +32,7 @@ impl Engine {
             .await
             .context("registering the embedding model")?;
         let vectors = Arc::new(LocalVectors::new(config.vector_dir(), model.clone()));
-        let query_embedder = Arc::new(QueryEmbedder::new(embedder.clone(), 1024));
+        let query_embedder = Arc::new(QueryEmbedder::new(embedder.clone(), QueryEmbedder::DEFAULT_CAPACITY, QueryEmbedder::DEFAULT_DEADLINE));
         Ok(Engine { config, store, embedder, query_embedder, model, vectors })
     }
 }
@@ -61,13 +61,18 @@ pub fn open_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
     Ok(match config.embedder {
         EmbedderKind::Builtin => Arc::new(BuiltinEmbedder::new(e.dimensions)),
         EmbedderKind::OpenAi => {
-            let mut oc = OpenAiConfig::new(&e.url, &e.model, e.dimensions);
-            oc.api_key = e.api_key.clone();
-            oc.send_dimensions = e.send_dimensions;
-            oc.max_batch_inputs = e.max_batch_inputs;
-            oc.concurrency = e.concurrency;
-            oc.timeout = std::time::Duration::from_secs(e.timeout_secs);
-            oc.max_retries = e.max_retries;
+            let oc = OpenAiConfig {
+                base_url: e.url.clone(),
+                api_key: e.api_key.clone(),
+                model: e.model.clone(),
+                dimensions: e.dimensions,
+                send_dimensions: e.send_dimensions,
+                max_batch_inputs: e.max_batch_inputs,
+                concurrency: e.concurrency,
+                timeout: std::time::Duration::from_secs(e.timeout_secs),
+                max_retries: e.max_retries,
+                ..OpenAiConfig::default()
+            };
             Arc::new(OpenAiEmbedder::new(oc).context("configuring the OpenAI-compatible embedder")?)
         }
     })

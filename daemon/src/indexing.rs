@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
+use tokio_util::sync::CancellationToken;
 use indexer::{
     CHUNKER_VERSION, Chunker, FileAnalysis, Pipeline, Resolution, SkipReason, SkippedFile, WalkItem,
 };
@@ -77,9 +78,18 @@ pub async fn index_project(
     project: &Project,
     run: &IndexRun,
     options: &IndexOptions,
-    stop: Arc<AtomicBool>,
+    cancel: &CancellationToken,
 ) -> anyhow::Result<IndexSummary> {
     let started = Instant::now();
+    // CPU work on rayon sees cancellation through a flag, so the indexer never sees tokio.
+    let stop = Arc::new(AtomicBool::new(false));
+    let _watch = {
+        let (stop, cancel) = (stop.clone(), cancel.clone());
+        AbortOnDrop(tokio::spawn(async move {
+            cancel.cancelled().await;
+            stop.store(true, Ordering::Relaxed);
+        }))
+    };
     let store = engine.store.as_ref();
     let root = PathBuf::from(project.root_path.as_deref().context("project has no root path")?);
     let settings = &engine.config.index;
@@ -275,7 +285,8 @@ pub async fn index_project(
         engine.model.id,
         engine.embedder.as_ref(),
         Some(project.id),
-        stop.as_ref(),
+        cancel,
+        None,
     )
     .await
     .context("embedding chunks")?;
@@ -298,6 +309,15 @@ pub async fn index_project(
     summary.status = RunStatus::Succeeded.name().to_string();
     summary.duration_ms = started.elapsed().as_millis() as i64;
     Ok(summary)
+}
+
+/// Aborts a helper task when the run ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// The run was cancelled through its stop flag.

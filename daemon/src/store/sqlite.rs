@@ -650,6 +650,21 @@ impl Store for SqliteStore {
         Ok(done.rows_affected())
     }
 
+    async fn touch_file(&self, project_id: i64, path: &str, size: i64, mtime_ns: i64) -> Result<()> {
+        let done = sqlx::query("UPDATE files SET size = ?, mtime_ns = ? WHERE project_id = ? AND path = ?")
+            .bind(size)
+            .bind(mtime_ns)
+            .bind(project_id)
+            .bind(path)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("file {path:?}")));
+        }
+        Ok(())
+    }
+
     // Embeddings.
 
     async fn register_model(&self, provider: &str, model: &str, dimensions: i32) -> Result<EmbeddingModel> {
@@ -1064,6 +1079,23 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn claim_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool> {
+        let lease = lease_modifier(lease_secs)?;
+        let done = sqlx::query(concat!(
+            "UPDATE index_runs SET status = 'running', lease_owner = ?2, ",
+            "lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3), started_at = coalesce(started_at, ",
+            now!(),
+            ") WHERE id = ?1 AND status = 'queued'"
+        ))
+        .bind(run_id)
+        .bind(owner)
+        .bind(lease)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn heartbeat_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool> {
