@@ -310,15 +310,31 @@ fn small_allowed_sets_are_scanned_exactly() {
 #[test]
 fn large_allowed_sets_walk_the_graph_and_return_only_allowed_ids() {
     let large = large();
-    let allowed: HashSet<i64> = (0..20_000).filter(|i| i % 3 != 0).map(id_of).collect();
-    assert_eq!(large.hnsw.plan(Some(&allowed)), SearchPath::Graph);
-    for q in &large.queries {
-        let got = large.hnsw.search(q, 10, None, Some(&allowed)).expect("search");
-        assert_eq!(got.len(), 10);
-        assert!(got.iter().all(|h| allowed.contains(&h.id)), "a filtered-out id came back");
+    // Two thirds of the points are filtered after the walk; 15% go inside hnsw_rs's filtered
+    // walk. Both are above the exact-scan thresholds (2,000 ids and 5%).
+    let broad: HashSet<i64> = (0..20_000).filter(|i| i % 3 != 0).map(id_of).collect();
+    let narrow: HashSet<i64> = (0..20_000).filter(|i| i % 20 < 3).map(id_of).collect();
+    for allowed in [&broad, &narrow] {
+        assert_eq!(large.hnsw.plan(Some(allowed)), SearchPath::Graph);
+        for q in &large.queries {
+            let got = large.hnsw.search(q, 10, None, Some(allowed)).expect("search");
+            assert_eq!(got.len(), 10);
+            assert!(got.iter().all(|h| allowed.contains(&h.id)), "a filtered-out id came back");
+        }
+        let r = recall(&large.hnsw, &large.exact, &large.queries, 10, Some(allowed));
+        assert!(r >= 0.95, "filtered recall@10 = {r:.3} with {} allowed ids", allowed.len());
     }
-    let r = recall(&large.hnsw, &large.exact, &large.queries, 10, Some(&allowed));
-    assert!(r >= 0.95, "filtered recall@10 = {r:.3}");
+    // Allowed ids that are not in the index make the broad set look broader than it is: the
+    // search must still find k allowed hits.
+    let mut padded = narrow.clone();
+    padded.extend(-30_000..0);
+    for q in &large.queries[..20] {
+        let got = large.hnsw.search(q, 10, None, Some(&padded)).expect("search");
+        let want = large.exact.search(q, 10, Some(&narrow)).expect("exact");
+        assert_eq!(got.len(), 10);
+        assert!(got.iter().all(|h| narrow.contains(&h.id)));
+        assert!(ids(&got).iter().filter(|id| ids(&want).contains(id)).count() >= 8);
+    }
 }
 
 #[test]
