@@ -7,6 +7,8 @@ mod support;
 
 /// The store suite, run against SQLite and PostgreSQL.
 mod store;
+/// PostgreSQL-specific store tests and the suite's PostgreSQL runner.
+mod store_pg;
 /// Embedding providers and the cache, against misbehaving local HTTP servers.
 mod embed;
 /// Vector indexes: HNSW recall against exact search, persistence.
