@@ -307,6 +307,51 @@ pub struct RunEvent {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// An audit-trail entry (`project.created`, `token.revoked`, `run.succeeded`, ...).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivityEntry {
+    pub id: i64,
+    /// `None` once the project is deleted (the entry outlives it; `subject_id` keeps the id).
+    pub project_id: Option<i64>,
+    pub user_id: Option<i64>,
+    pub action: String,
+    /// `user`, `api`, `git_hook`, `ci`, `system`.
+    pub source: String,
+    pub subject_type: Option<String>,
+    pub subject_id: Option<i64>,
+    pub details: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A bearer token to store; only its hash is kept.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewToken {
+    /// `None` for a service token.
+    pub user_id: Option<i64>,
+    pub name: String,
+    /// Lowercase hex of the token's 32-byte hash.
+    pub token_hash: String,
+    /// The first characters of the plain token, to tell tokens apart in listings.
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A stored bearer token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiToken {
+    pub id: i64,
+    pub user_id: Option<i64>,
+    pub name: String,
+    pub token_hash: String,
+    pub prefix: String,
+    pub scopes: Vec<String>,
+    pub expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub last_used_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub revoked_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Store-wide facts for `semdex status`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreStatus {
@@ -331,6 +376,10 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// reverts the latest one.
     async fn migrate_down(&self, to: Option<i64>) -> Result<()>;
     async fn status(&self) -> Result<StoreStatus>;
+    /// A canonical, sorted listing of the schema's objects (tables with their columns and
+    /// constraints, indexes, triggers, views), without the migrations bookkeeping, so two
+    /// schemas can be compared.
+    async fn schema_dump(&self) -> Result<Vec<String>>;
 
     // Projects.
     async fn create_project(&self, project: NewProject) -> Result<Project>;
@@ -338,6 +387,22 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn project(&self, id: i64) -> Result<Option<Project>>;
     async fn list_projects(&self) -> Result<Vec<Project>>;
     async fn set_last_indexed_commit(&self, project_id: i64, sha: Option<&str>) -> Result<()>;
+    /// Deletes a project and everything it owns; `false` when there was no such project.
+    async fn delete_project(&self, id: i64) -> Result<bool>;
+
+    // Tokens and activity.
+    async fn create_token(&self, token: NewToken) -> Result<ApiToken>;
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>>;
+    /// Marks a token revoked; `false` when there was no such token or it was already revoked.
+    async fn revoke_token(&self, id: i64) -> Result<bool>;
+    /// Activity entries, newest first, of one project or of all (`None`), with ids below
+    /// `before_id` when given (cursor pagination).
+    async fn activity(
+        &self,
+        project_id: Option<i64>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ActivityEntry>>;
 
     // Files, symbols, imports and chunks.
     /// Every file of a project with what the incremental fast path compares.
