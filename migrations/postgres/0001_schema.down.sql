@@ -32,3 +32,4 @@ DROP FUNCTION IF EXISTS semdex_embeddings_check_dimensions();
 DROP FUNCTION IF EXISTS semdex_chunks_stats();
 DROP FUNCTION IF EXISTS semdex_files_stats();
 DROP FUNCTION IF EXISTS semdex_touch_updated_at();
+DROP FUNCTION IF EXISTS semdex_lexical_tsvector(text);

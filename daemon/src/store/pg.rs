@@ -320,7 +320,14 @@ impl Store for PgStore {
 
     async fn migrate_up(&self) -> Result<()> {
         self.vector_column.store(COLUMN_UNKNOWN, Ordering::Relaxed);
-        MIGRATOR.run(&self.pool).await.map_err(migrate_err)
+        MIGRATOR.run(&self.pool).await.map_err(migrate_err)?;
+        if !self.has_pgvector_column().await? {
+            tracing::warn!(
+                "embeddings are stored as real[] (pgvector was missing or could not be created when the schema \
+                 was made): dense search uses the local HNSW index"
+            );
+        }
+        Ok(())
     }
 
     async fn migrate_down(&self, to: Option<i64>) -> Result<()> {
@@ -928,25 +935,18 @@ impl Store for PgStore {
         scope: &SearchScope,
         limit: i64,
     ) -> Result<Vec<ScoredChunk>> {
-        let (bodies, prefixes) = ts_terms(terms);
-        if bodies.is_empty() || scope.project_ids.is_empty() || limit <= 0 {
+        let Some(query) = ts_query(terms) else { return Ok(Vec::new()) };
+        if scope.project_ids.is_empty() || limit <= 0 {
             return Ok(Vec::new());
         }
-        // Each term is parsed the way the documents were (so `user_id` becomes the phrase
-        // `user <-> id`), a trailing `*` makes its last lexeme a prefix, and the terms are ORed.
-        // Rank 1 divides by 1 + log(document length), BM25's length normalisation in spirit.
+        // Rank option 1 divides by 1 + log(document length), BM25's length normalisation in spirit.
         let rows = sqlx::query(concat!(
-            "WITH t AS (SELECT phraseto_tsquery('simple', body)::text AS q, prefix ",
-            "           FROM unnest($1::text[], $2::bool[]) AS u(body, prefix)), ",
-            "q AS (SELECT string_agg('(' || CASE WHEN prefix THEN q || ':*' ELSE q END || ')', ' | ')::tsquery AS q ",
-            "      FROM t WHERE q <> '') ",
-            "SELECT c.id, ts_rank_cd(c.lexical_tsv, q.q, 1)::float8 AS score FROM q, chunks c ",
-            "WHERE q.q IS NOT NULL AND c.lexical_tsv @@ q.q AND ",
-            chunk_scope!("3", "4"),
-            " ORDER BY score DESC, c.id LIMIT $5"
+            "SELECT c.id, ts_rank_cd(c.lexical_tsv, $1::tsquery, 1)::float8 AS score FROM chunks c ",
+            "WHERE c.lexical_tsv @@ $1::tsquery AND ",
+            chunk_scope!("2", "3"),
+            " ORDER BY score DESC, c.id LIMIT $4"
         ))
-        .bind(&bodies)
-        .bind(&prefixes)
+        .bind(query)
         .bind(&scope.project_ids)
         .bind(&scope.languages)
         .bind(limit)
@@ -1523,24 +1523,38 @@ fn check_lease(secs: i64) -> Result<()> {
     Ok(())
 }
 
-/// Lexical query terms: the body of each (a trailing `*` stripped and recorded as a prefix
-/// search), dropping terms without a word character, as the SQLite backend does.
-fn ts_terms(terms: &[String]) -> (Vec<String>, Vec<bool>) {
-    let mut bodies = Vec::new();
-    let mut prefixes = Vec::new();
-    for term in terms {
-        let term = term.trim();
-        let (body, prefix) = match term.strip_suffix('*') {
-            Some(body) => (body.trim_end_matches('*'), true),
-            None => (term, false),
-        };
-        if !body.chars().any(|c| c.is_alphanumeric() || c == '_' || c == '$') {
-            continue;
-        }
-        bodies.push(body.to_string());
-        prefixes.push(prefix);
-    }
-    (bodies, prefixes)
+/// The tsquery for a list of terms, in tsquery's input syntax so nothing is re-parsed: each
+/// term lowercased and quoted as a lexeme (a term with spaces becomes a phrase of its words), a
+/// trailing `*` kept as a prefix search, all ORed. Terms without a word character are dropped, as
+/// the SQLite backend drops them. `None` when no term is left.
+fn ts_query(terms: &[String]) -> Option<String> {
+    let parts: Vec<String> = terms
+        .iter()
+        .filter_map(|term| {
+            let term = term.trim();
+            let (body, prefix) = match term.strip_suffix('*') {
+                Some(body) => (body.trim_end_matches('*'), true),
+                None => (term, false),
+            };
+            if !body.chars().any(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+                return None;
+            }
+            let body = body.to_lowercase();
+            // Longer than a lexeme may be: no document holds it.
+            if body.split_whitespace().any(|word| word.len() >= 2048) {
+                return None;
+            }
+            let mut phrase: Vec<String> = body
+                .split_whitespace()
+                .map(|word| format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''")))
+                .collect();
+            if prefix && let Some(last) = phrase.last_mut() {
+                last.push_str(":*");
+            }
+            Some(format!("({})", phrase.join(" <-> ")))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" | "))
 }
 
 /// Escapes LIKE's wildcards (backslash is the default escape character).
@@ -1730,11 +1744,11 @@ mod tests {
     }
 
     #[test]
-    fn lexical_terms_keep_prefixes_and_drop_punctuation() {
-        let terms: Vec<String> = ["user_id", "creat*", "!!!", "**", " x "].map(String::from).to_vec();
-        let (bodies, prefixes) = ts_terms(&terms);
-        assert_eq!(bodies, ["user_id", "creat", "x"]);
-        assert_eq!(prefixes, [false, true, false]);
+    fn tsquery_quotes_terms_and_keeps_prefixes() {
+        let terms: Vec<String> = ["User_Id", "creat*", "it's a\\b", "!!!", "**"].map(String::from).to_vec();
+        assert_eq!(ts_query(&terms).as_deref(), Some("('user_id') | ('creat':*) | ('it''s' <-> 'a\\\\b')"));
+        assert_eq!(ts_query(&["-".to_string()]), None);
+        assert_eq!(ts_query(&[]), None);
     }
 
     #[test]

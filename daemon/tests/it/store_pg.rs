@@ -261,7 +261,7 @@ async fn without_pgvector_vectors_are_kept_as_real_arrays() {
         sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut admin).await.unwrap();
     sqlx::query(&format!("CREATE ROLE {role} LOGIN")).execute(&mut admin).await.unwrap();
     sqlx::query(&format!("ALTER DATABASE {db} OWNER TO {role}")).execute(&mut admin).await.unwrap();
-    let url = url.replacen("postgres@", &format!("{role}@"), 1);
+    let url = with_user(&url, &role);
 
     let store = PgStore::connect(&url).await.unwrap();
     store.migrate_up().await.unwrap();
@@ -286,6 +286,23 @@ async fn without_pgvector_vectors_are_kept_as_real_arrays() {
     store.migrate_down(None).await.unwrap();
     store.migrate_up().await.unwrap();
     assert_eq!(store.schema_dump().await.unwrap(), dump);
+
+    // Roles are server-wide: leave none behind.
+    store.close().await;
+    sqlx::query(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("REASSIGN OWNED BY {role} TO CURRENT_USER")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("DROP ROLE {role}")).execute(&mut admin).await.unwrap();
+}
+
+/// `url` with its user replaced by `user` (no password: the test server trusts loopback).
+fn with_user(url: &str, user: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let host = match url[start..authority_end].rfind('@') {
+        Some(at) => &url[start + at + 1..],
+        None => &url[start..],
+    };
+    format!("{}{user}@{host}", &url[..start])
 }
 
 #[tokio::test]
