@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use sqlx::error::ErrorKind;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{Postgres, Row};
+use sqlx::{Connection, Postgres, Row};
 
 use super::{
     ActivityEntry, ApiToken, Backend, ChunkView, EmbeddingModel, FileState, FileWrite, IndexRun, NewProject,
@@ -248,10 +248,17 @@ impl PgStore {
             .await
             .map_err(db_err)?;
         if scope.is_some() {
-            sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order")
-                .execute(&mut *tx)
-                .await
-                .map_err(db_err)?;
+            // pgvector 0.8+; before that the setting does not exist and a filtered search may
+            // return fewer than k hits. A savepoint keeps the failure from aborting the search.
+            let mut savepoint = tx.begin().await.map_err(db_err)?;
+            match sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order").execute(&mut *savepoint).await
+            {
+                Ok(_) => savepoint.commit().await.map_err(db_err)?,
+                Err(e) => {
+                    tracing::debug!(error = %e, "hnsw.iterative_scan is not available");
+                    savepoint.rollback().await.map_err(db_err)?;
+                }
+            }
         }
         let vector = pgvector::Vector::from(query.to_vec());
         let mut q = sqlx::query(&sql).bind(vector).bind(k);
