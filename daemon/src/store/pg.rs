@@ -9,7 +9,9 @@
 //! `INSERT ... SELECT ... ON CONFLICT DO NOTHING` (COPY itself cannot skip existing keys).
 //! Symbols and imports, fewer and narrower, go in as one `INSERT ... SELECT FROM UNNEST(...)`
 //! each. Project stats are kept by statement-level triggers (see the migration), so a bulk write
-//! costs one stats update per statement.
+//! costs one stats update per statement. The price: a file's transaction holds its project's row
+//! lock from its first write to its commit, so concurrent writers to one project take turns
+//! (writers to different projects do not).
 //!
 //! **pgvector is optional.** With it, `embeddings.embedding` is an untyped `vector` and each
 //! registered model gets a partial HNSW index on `(embedding::halfvec(D))` (D <= 4,000; above that
