@@ -96,10 +96,7 @@ mod tests {
 
     #[test]
     fn keeps_whole_identifier_and_parts() {
-        assert_eq!(
-            tokens("createUser(user_id)"),
-            ["createuser", "create", "user", "user_id", "user", "id"]
-        );
+        assert_eq!(tokens("createUser(user_id)"), ["createuser", "create", "user", "user_id", "user", "id"]);
         assert_eq!(query_terms("user User createUser"), ["user", "createuser", "create"]);
     }
 

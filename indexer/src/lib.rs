@@ -29,4 +29,3 @@ pub use crate::pipeline::{FileAnalysis, Pipeline, PipelineBuilder, RepoIndex};
 pub use crate::resolve::{Resolution, Resolver};
 pub use crate::tokens::count_tokens;
 pub use crate::walk::{FileEntry, SkipReason, SkippedFile, SourceFile, Walk, WalkBuilder, WalkItem};
-

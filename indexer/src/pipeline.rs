@@ -192,4 +192,3 @@ pub(crate) fn line_count(text: &str) -> u32 {
     let last_open = !text.is_empty() && !text.ends_with('\n');
     (newlines + usize::from(last_open)) as u32
 }
-

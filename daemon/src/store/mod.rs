@@ -454,7 +454,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn embedding_ids_in_scope(&self, model_id: i64, scope: &SearchScope) -> Result<Vec<i64>>;
     /// Full-text search over chunks' lexical documents; `query` is a list of terms (ORed,
     /// ranked by BM25 or its approximation).
-    async fn lexical_search(&self, terms: &[String], scope: &SearchScope, limit: i64) -> Result<Vec<ScoredChunk>>;
+    async fn lexical_search(
+        &self,
+        terms: &[String],
+        scope: &SearchScope,
+        limit: i64,
+    ) -> Result<Vec<ScoredChunk>>;
     /// Symbols whose name or qualified name matches exactly, by prefix or by substring.
     async fn symbol_search(&self, query: &str, scope: &SearchScope, limit: i64) -> Result<Vec<SymbolView>>;
     /// Chunks by id.

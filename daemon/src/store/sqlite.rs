@@ -1,5 +1,1467 @@
 //! The embedded default store: SQLite (bundled, WAL) in the data directory.
+//!
+//! **Durability.** The database runs in WAL mode with `synchronous = NORMAL`: a commit is
+//! appended to the write-ahead log without an fsync, and the log is synced at checkpoints. A
+//! process crash loses nothing; a power loss or OS crash can lose the last transactions committed
+//! before it, but never corrupts the database. The index is derived data that the next run
+//! rebuilds, so that trade for several times faster commits is the right one here.
+//!
+//! **Concurrency.** SQLite has one writer at a time. Writes go through a pool of exactly one
+//! connection, so they queue in-process instead of failing with `SQLITE_BUSY`; multi-statement
+//! writes start with `BEGIN IMMEDIATE` so another process holding the lock is waited for
+//! (`busy_timeout`) rather than discovered mid-transaction. Reads use a separate pool of
+//! `query_only` connections that WAL lets run beside the writer.
+//!
+//! **Timestamps** are written by SQL in one sortable UTC text form (see the migration), so lease
+//! expiry and ordering are string comparisons; Rust never formats a timestamp the database
+//! compares, except token expiry, which uses the same form.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::error::ErrorKind;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
+use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
+
+use super::{
+    ActivityEntry, ApiToken, Backend, ChunkView, EmbeddingModel, FileState, FileWrite, IndexRun, NewProject,
+    NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk, SearchScope, Store, StoreError,
+    StoreStatus, SymbolView,
+};
+
+/// The SQLite migrations, embedded at build time.
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
+
+/// Every table of the schema, for `status` row counts.
+const TABLES: &[&str] = &[
+    "users",
+    "api_tokens",
+    "projects",
+    "project_members",
+    "files",
+    "symbols",
+    "imports",
+    "chunks",
+    "embedding_models",
+    "embeddings",
+    "commits",
+    "index_runs",
+    "index_run_events",
+    "tasks",
+    "agents",
+    "executions",
+    "reviews",
+    "activity_log",
+];
+
+/// Rows per multi-row INSERT. Large enough to amortise statement overhead, small enough to stay
+/// far below SQLite's bound-parameter limit (16 columns x 256 rows = 4,096) and to keep a few
+/// statement shapes in the cache.
+const BATCH_ROWS: usize = 256;
+
+/// How long a connection waits for another process's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The current time in the schema's timestamp form, as an SQL expression.
+macro_rules! now {
+    () => {
+        "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+    };
+}
+
+macro_rules! project_cols {
+    () => {
+        "id, name, root_path, repository_url, default_branch, settings, total_files, total_size_bytes, \
+         total_chunks, last_indexed_commit, created_at, updated_at"
+    };
+}
+
+macro_rules! run_cols {
+    () => {
+        "id, project_id, \"trigger\", status, paths, commit_sha, files_indexed, files_skipped, files_deleted, \
+         chunks, chunks_embedded, embedding_cache_hits, tokens_embedded, error, lease_owner, lease_expires_at, \
+         created_at, started_at, finished_at"
+    };
+}
+
+macro_rules! token_cols {
+    () => {
+        "id, user_id, name, token_hash, prefix, scopes, expires_at, last_used_at, revoked_at, created_at"
+    };
+}
+
+macro_rules! chunk_view_select {
+    () => {
+        "SELECT c.id, c.project_id, p.name AS project, f.path, c.ordinal, c.content, c.content_hash, \
+         c.start_line, c.end_line, c.symbol_path, c.kind, c.language, c.token_count, c.commit_sha, \
+         c.index_run_id \
+         FROM chunks c JOIN files f ON f.id = c.file_id JOIN projects p ON p.id = c.project_id"
+    };
+}
+
+macro_rules! symbol_view_select {
+    () => {
+        "SELECT s.id, s.project_id, f.path, s.name, s.qualified_name, s.kind, s.signature, s.start_line, \
+         s.end_line, s.exported \
+         FROM symbols s JOIN files f ON f.id = s.file_id"
+    };
+}
 
 /// SQLite-backed [`super::Store`].
 #[derive(Debug)]
-pub struct SqliteStore {}
+pub struct SqliteStore {
+    /// Exactly one connection: SQLite's single writer, queued in-process.
+    writer: SqlitePool,
+    /// `query_only` connections for reads.
+    reader: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating it and its parent directories if needed) the database at `path`. Does not
+    /// migrate: call [`Store::migrate_up`].
+    pub async fn open(path: &Path) -> Result<SqliteStore> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| StoreError::Unavailable(sqlx::Error::Io(e)))?;
+        }
+        let base = SqliteConnectOptions::new()
+            .filename(path)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("temp_store", "memory");
+
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .idle_timeout(None)
+            .max_lifetime(None)
+            // A long replace_file holds the writer; queued writes wait for it.
+            .acquire_timeout(Duration::from_secs(120))
+            .connect_with(base.clone().create_if_missing(true))
+            .await
+            .map_err(db_err)?;
+
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(2, 8);
+        let reader = SqlitePoolOptions::new()
+            .max_connections(readers as u32)
+            .min_connections(0)
+            .idle_timeout(Some(Duration::from_secs(600)))
+            .acquire_timeout(Duration::from_secs(30))
+            // Opened after the writer set WAL (a persistent property of the file), so readers
+            // never need to write; query_only makes a stray write an error.
+            .connect_with(base.pragma("query_only", "ON"))
+            .await
+            .map_err(db_err)?;
+
+        Ok(SqliteStore { writer, reader, path: path.to_path_buf() })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Closes both pools, checkpointing the WAL.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// Starts a write transaction that holds the write lock from its first statement.
+    async fn begin_write(&self) -> Result<Transaction<'static, Sqlite>> {
+        self.writer.begin_with("BEGIN IMMEDIATE").await.map_err(db_err)
+    }
+
+    /// Applied migration versions, ascending; empty when the bookkeeping table does not exist.
+    async fn applied_versions(&self) -> Result<Vec<i64>> {
+        let exists: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+        )
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_err)?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&self.writer)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn table_exists(&self, name: &str) -> Result<bool> {
+        let found: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+                .bind(name)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?;
+        Ok(found.is_some())
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    async fn migrate_up(&self) -> Result<()> {
+        MIGRATOR.run(&self.writer).await.map_err(migrate_err)
+    }
+
+    async fn migrate_down(&self, to: Option<i64>) -> Result<()> {
+        let target = match to {
+            Some(to) => to,
+            None => {
+                let applied = self.applied_versions().await?;
+                match applied.as_slice() {
+                    [] => return Ok(()),
+                    [.., previous, _] => *previous,
+                    [_] => 0,
+                }
+            }
+        };
+        MIGRATOR.undo(&self.writer, target).await.map_err(migrate_err)
+    }
+
+    async fn status(&self) -> Result<StoreStatus> {
+        let schema_version = self.applied_versions().await?.last().copied();
+        let latest_version = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let mut row_counts = Vec::with_capacity(TABLES.len());
+        for table in TABLES {
+            if !self.table_exists(table).await? {
+                continue;
+            }
+            // Table names come from the constant list above, never from input.
+            let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{table}\""))
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db_err)?;
+            row_counts.push(((*table).to_string(), count));
+        }
+        // Size on disk: the database file plus its write-ahead log and shared-memory index.
+        let mut size = 0i64;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut file = self.path.clone().into_os_string();
+            file.push(suffix);
+            if let Ok(meta) = std::fs::metadata(&file) {
+                size += i64::try_from(meta.len()).unwrap_or(i64::MAX);
+            }
+        }
+        Ok(StoreStatus {
+            backend: Backend::Sqlite,
+            schema_version,
+            latest_version,
+            row_counts,
+            size_bytes: Some(size),
+            pgvector: None,
+        })
+    }
+
+    async fn schema_dump(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "SELECT type, name, tbl_name, coalesce(sql, '') AS sql FROM sqlite_master \
+             WHERE name NOT LIKE 'sqlite_%' AND name NOT LIKE '_sqlx_migrations%' ORDER BY type, name",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let kind: String = col(&row, "type")?;
+            let name: String = col(&row, "name")?;
+            let table: String = col(&row, "tbl_name")?;
+            let sql: String = col(&row, "sql")?;
+            let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+            out.push(format!("{kind} {name} on {table}: {sql}"));
+        }
+        Ok(out)
+    }
+
+    // Projects.
+
+    async fn create_project(&self, project: NewProject) -> Result<Project> {
+        let settings = if project.settings.is_null() { serde_json::json!({}) } else { project.settings };
+        let row = sqlx::query(concat!(
+            "INSERT INTO projects (name, root_path, repository_url, default_branch, settings) ",
+            "VALUES (?, ?, ?, ?, ?) RETURNING ",
+            project_cols!()
+        ))
+        .bind(&project.name)
+        .bind(&project.root_path)
+        .bind(&project.repository_url)
+        .bind(&project.default_branch)
+        .bind(settings.to_string())
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("a project named {:?} already exists", project.name))
+            }
+            other => other,
+        })?;
+        project_from_row(&row)
+    }
+
+    async fn project_by_name(&self, name: &str) -> Result<Option<Project>> {
+        let row = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE name = ?"))
+            .bind(name)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(project_from_row).transpose()
+    }
+
+    async fn project(&self, id: i64) -> Result<Option<Project>> {
+        let row = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(project_from_row).transpose()
+    }
+
+    async fn list_projects(&self) -> Result<Vec<Project>> {
+        let rows = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects ORDER BY name"))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(project_from_row).collect()
+    }
+
+    async fn set_last_indexed_commit(&self, project_id: i64, sha: Option<&str>) -> Result<()> {
+        let done = sqlx::query(concat!(
+            "UPDATE projects SET last_indexed_commit = ?, last_indexed_at = ",
+            now!(),
+            " WHERE id = ?"
+        ))
+        .bind(sha)
+        .bind(project_id)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("project {project_id}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_project(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM projects WHERE id = ?")
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // Tokens and activity.
+
+    async fn create_token(&self, token: NewToken) -> Result<ApiToken> {
+        let scopes = serde_json::to_string(&token.scopes).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let row = sqlx::query(concat!(
+            "INSERT INTO api_tokens (user_id, name, token_hash, prefix, scopes, expires_at) ",
+            "VALUES (?, ?, ?, ?, ?, ?) RETURNING ",
+            token_cols!()
+        ))
+        .bind(token.user_id)
+        .bind(&token.name)
+        .bind(&token.token_hash)
+        .bind(&token.prefix)
+        .bind(scopes)
+        .bind(token.expires_at.map(timestamp))
+        .fetch_one(&self.writer)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("a token with this hash already exists".into()),
+            other => other,
+        })?;
+        token_from_row(&row)
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query(concat!("SELECT ", token_cols!(), " FROM api_tokens WHERE token_hash = ?"))
+            .bind(token_hash)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query(concat!(
+            "UPDATE api_tokens SET revoked_at = ",
+            now!(),
+            " WHERE id = ? AND revoked_at IS NULL"
+        ))
+        .bind(id)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn activity(
+        &self,
+        project_id: Option<i64>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ActivityEntry>> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id, project_id, user_id, action, source, subject_type, subject_id, details, created_at \
+             FROM activity_log WHERE (?1 IS NULL OR project_id = ?1) AND (?2 IS NULL OR id < ?2) \
+             ORDER BY id DESC LIMIT ?3",
+        )
+        .bind(project_id)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ActivityEntry {
+                    id: col(row, "id")?,
+                    project_id: col(row, "project_id")?,
+                    user_id: col(row, "user_id")?,
+                    action: col(row, "action")?,
+                    source: col(row, "source")?,
+                    subject_type: col(row, "subject_type")?,
+                    subject_id: col(row, "subject_id")?,
+                    details: json_col(row, "details")?,
+                    created_at: col(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    // Files, symbols, imports and chunks.
+
+    async fn file_states(&self, project_id: i64) -> Result<Vec<FileState>> {
+        let rows = sqlx::query(
+            "SELECT path, size, mtime_ns, content_hash, chunker_version, skip_reason FROM files \
+             WHERE project_id = ? ORDER BY path",
+        )
+        .bind(project_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(FileState {
+                    path: col(row, "path")?,
+                    size: col(row, "size")?,
+                    mtime_ns: col(row, "mtime_ns")?,
+                    content_hash: col(row, "content_hash")?,
+                    chunker_version: col(row, "chunker_version")?,
+                    skip_reason: col(row, "skip_reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_file(
+        &self,
+        project_id: i64,
+        write: &FileWrite,
+        run_id: Option<i64>,
+        commit: Option<&str>,
+    ) -> Result<()> {
+        validate_write(write)?;
+        let f = &write.file;
+        let mut tx = self.begin_write().await?;
+
+        // Upsert keeps the file's id, so import edges that point at it stay valid.
+        let file_id: i64 = sqlx::query_scalar(concat!(
+            "INSERT INTO files (project_id, path, language, size, line_count, content_hash, mtime_ns, ",
+            "is_binary, is_generated, skip_reason, diagnostics_count, chunker_version) ",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ",
+            "ON CONFLICT (project_id, path) DO UPDATE SET language = excluded.language, size = excluded.size, ",
+            "line_count = excluded.line_count, content_hash = excluded.content_hash, ",
+            "mtime_ns = excluded.mtime_ns, is_binary = excluded.is_binary, is_generated = excluded.is_generated, ",
+            "skip_reason = excluded.skip_reason, diagnostics_count = excluded.diagnostics_count, ",
+            "chunker_version = excluded.chunker_version, indexed_at = ",
+            now!(),
+            ", updated_at = ",
+            now!(),
+            " RETURNING id"
+        ))
+        .bind(project_id)
+        .bind(&f.path)
+        .bind(&f.language)
+        .bind(f.size)
+        .bind(f.line_count)
+        .bind(&f.content_hash)
+        .bind(f.mtime_ns)
+        .bind(f.is_binary)
+        .bind(f.is_generated)
+        .bind(&f.skip_reason)
+        .bind(f.diagnostics_count)
+        .bind(f.chunker_version)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+
+        for table in ["chunks", "imports", "symbols"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE file_id = ?"))
+                .bind(file_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+
+        // Symbols get their ids here so `parent` (an index into the same list) can become
+        // `parent_id` within the same multi-row INSERT; the write lock makes max(id) stable.
+        if !write.symbols.is_empty() {
+            let base: i64 = sqlx::query_scalar("SELECT coalesce(max(id), 0) FROM symbols")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            for (batch_no, batch) in write.symbols.chunks(BATCH_ROWS).enumerate() {
+                let first = batch_no * BATCH_ROWS;
+                let mut qb = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO symbols (id, file_id, project_id, parent_id, name, qualified_name, kind, \
+                     signature, start_line, end_line, start_byte, end_byte, exported) ",
+                );
+                qb.push_values(batch.iter().enumerate(), |mut b, (i, s)| {
+                    b.push_bind(base + 1 + (first + i) as i64)
+                        .push_bind(file_id)
+                        .push_bind(project_id)
+                        .push_bind(s.parent.map(|p| base + 1 + p as i64))
+                        .push_bind(&s.name)
+                        .push_bind(&s.qualified_name)
+                        .push_bind(&s.kind)
+                        .push_bind(&s.signature)
+                        .push_bind(s.start_line)
+                        .push_bind(s.end_line)
+                        .push_bind(s.start_byte)
+                        .push_bind(s.end_byte)
+                        .push_bind(s.exported);
+                });
+                qb.build().execute(&mut *tx).await.map_err(db_err)?;
+            }
+        }
+
+        if !write.imports.is_empty() {
+            let names: Vec<String> = write
+                .imports
+                .iter()
+                .map(|i| serde_json::to_string(&i.names))
+                .collect::<Result<_, _>>()
+                .map_err(|e| StoreError::Invalid(e.to_string()))?;
+            for (batch_no, batch) in write.imports.chunks(BATCH_ROWS).enumerate() {
+                let first = batch_no * BATCH_ROWS;
+                let mut qb = QueryBuilder::<Sqlite>::new(
+                    "INSERT INTO imports (file_id, project_id, specifier, resolved_path, external_package, kind, \
+                     names, line) ",
+                );
+                qb.push_values(batch.iter().enumerate(), |mut b, (i, imp)| {
+                    b.push_bind(file_id)
+                        .push_bind(project_id)
+                        .push_bind(&imp.specifier)
+                        .push_bind(&imp.resolved_path)
+                        .push_bind(&imp.external_package)
+                        .push_bind(&imp.kind)
+                        .push_bind(&names[first + i])
+                        .push_bind(imp.line);
+                });
+                qb.build().execute(&mut *tx).await.map_err(db_err)?;
+            }
+            // This file's edges to files already stored.
+            sqlx::query(
+                "UPDATE imports SET resolved_file_id = \
+                 (SELECT f.id FROM files f WHERE f.project_id = imports.project_id AND f.path = imports.resolved_path) \
+                 WHERE file_id = ? AND resolved_path IS NOT NULL",
+            )
+            .bind(file_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        // Other files' edges to this one, written before it existed (or while it was deleted).
+        sqlx::query(
+            "UPDATE imports SET resolved_file_id = ?1 \
+             WHERE project_id = ?2 AND resolved_path = ?3 AND resolved_file_id IS NOT ?1",
+        )
+        .bind(file_id)
+        .bind(project_id)
+        .bind(&f.path)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+
+        for batch in write.chunks.chunks(BATCH_ROWS) {
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO chunks (file_id, project_id, ordinal, content, content_hash, start_line, end_line, \
+                 start_byte, end_byte, symbol_path, kind, language, token_count, commit_sha, index_run_id, lexical) ",
+            );
+            qb.push_values(batch, |mut b, c| {
+                b.push_bind(file_id)
+                    .push_bind(project_id)
+                    .push_bind(c.ordinal)
+                    .push_bind(&c.content)
+                    .push_bind(&c.content_hash)
+                    .push_bind(c.start_line)
+                    .push_bind(c.end_line)
+                    .push_bind(c.start_byte)
+                    .push_bind(c.end_byte)
+                    .push_bind(&c.symbol_path)
+                    .push_bind(&c.kind)
+                    .push_bind(&c.language)
+                    .push_bind(c.token_count)
+                    .push_bind(commit)
+                    .push_bind(run_id)
+                    .push_bind(&c.lexical);
+            });
+            qb.build().execute(&mut *tx).await.map_err(|e| match db_err(e) {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("{}: two chunks with the same ordinal", f.path))
+                }
+                other => other,
+            })?;
+        }
+
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn delete_files(&self, project_id: i64, paths: &[String]) -> Result<u64> {
+        if paths.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query(
+            "DELETE FROM files WHERE project_id = ? AND path IN (SELECT value FROM json_each(?))",
+        )
+        .bind(project_id)
+        .bind(json_list(paths))
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    // Embeddings.
+
+    async fn register_model(&self, provider: &str, model: &str, dimensions: i32) -> Result<EmbeddingModel> {
+        // The no-op update makes RETURNING yield the row whether or not it already existed.
+        let row = sqlx::query(
+            "INSERT INTO embedding_models (provider, model, dimensions) VALUES (?, ?, ?) \
+             ON CONFLICT (provider, model, dimensions) DO UPDATE SET provider = excluded.provider \
+             RETURNING id, provider, model, dimensions",
+        )
+        .bind(provider)
+        .bind(model)
+        .bind(dimensions)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(EmbeddingModel {
+            id: col(&row, "id")?,
+            provider: col(&row, "provider")?,
+            model: col(&row, "model")?,
+            dimensions: col(&row, "dimensions")?,
+        })
+    }
+
+    async fn pending_embeddings(
+        &self,
+        model_id: i64,
+        project_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        // One representative chunk (the oldest) per missing hash; equal hashes mean equal text.
+        let rows = sqlx::query(
+            "SELECT content_hash, content FROM chunks WHERE id IN ( \
+                 SELECT min(c.id) FROM chunks c \
+                 WHERE (?2 IS NULL OR c.project_id = ?2) \
+                   AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.content_hash = c.content_hash) \
+                 GROUP BY c.content_hash ORDER BY min(c.id) LIMIT ?3) \
+             ORDER BY id",
+        )
+        .bind(model_id)
+        .bind(project_id)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|row| Ok((col(row, "content_hash")?, col(row, "content")?))).collect()
+    }
+
+    async fn put_embeddings(&self, model_id: i64, vectors: &[(String, Vec<f32>)]) -> Result<u64> {
+        if vectors.is_empty() {
+            return Ok(0);
+        }
+        let dimensions: Option<i64> =
+            sqlx::query_scalar("SELECT dimensions FROM embedding_models WHERE id = ?")
+                .bind(model_id)
+                .fetch_optional(&self.reader)
+                .await
+                .map_err(db_err)?;
+        let dimensions =
+            dimensions.ok_or_else(|| StoreError::NotFound(format!("embedding model {model_id}")))?;
+        // Validate everything first: a batch is stored whole or not at all.
+        let mut blobs = Vec::with_capacity(vectors.len());
+        for (hash, vector) in vectors {
+            if vector.len() as i64 != dimensions {
+                return Err(StoreError::Invalid(format!(
+                    "vector for {hash} has {} dimensions, the model has {dimensions}",
+                    vector.len()
+                )));
+            }
+            if vector.iter().any(|x| !x.is_finite()) {
+                return Err(StoreError::Invalid(format!("vector for {hash} has a non-finite value")));
+            }
+            blobs.push(encode_vector(vector));
+        }
+        let mut tx = self.begin_write().await?;
+        let mut inserted = 0;
+        let rows: Vec<(&String, &Vec<u8>)> = vectors.iter().map(|(h, _)| h).zip(blobs.iter()).collect();
+        for batch in rows.chunks(BATCH_ROWS) {
+            let mut qb =
+                QueryBuilder::<Sqlite>::new("INSERT INTO embeddings (model_id, content_hash, vector) ");
+            qb.push_values(batch, |mut b, (hash, blob)| {
+                b.push_bind(model_id).push_bind(*hash).push_bind(*blob);
+            });
+            // Only the cache key may collide; any other constraint still fails the batch.
+            qb.push(" ON CONFLICT (model_id, content_hash) DO NOTHING");
+            inserted += qb.build().execute(&mut *tx).await.map_err(db_err)?.rows_affected();
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted)
+    }
+
+    async fn embeddings_page(
+        &self,
+        model_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Vec<f32>)>> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id, content_hash, vector FROM embeddings WHERE model_id = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(model_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let blob: Vec<u8> = col(row, "vector")?;
+                Ok((col(row, "id")?, col(row, "content_hash")?, decode_vector(&blob)?))
+            })
+            .collect()
+    }
+
+    async fn embeddings_extent(&self, model_id: i64) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT count(*) AS n, coalesce(max(id), 0) AS max_id FROM embeddings WHERE model_id = ?",
+        )
+        .bind(model_id)
+        .fetch_one(&self.reader)
+        .await
+        .map_err(db_err)?;
+        Ok((col(&row, "n")?, col(&row, "max_id")?))
+    }
+
+    // Search signals.
+
+    async fn chunks_for_embeddings(
+        &self,
+        model_id: i64,
+        embedding_ids: &[i64],
+        scope: &SearchScope,
+    ) -> Result<Vec<(i64, ChunkView)>> {
+        if embedding_ids.is_empty() || scope.project_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // In the order the ids were given (the vector ranking), then by chunk.
+        let rows = sqlx::query(concat!(
+            "SELECT e.id AS embedding_id, v.* FROM json_each(?2) j ",
+            "JOIN embeddings e ON e.id = j.value AND e.model_id = ?1 ",
+            "JOIN (",
+            chunk_view_select!(),
+            ") v ON v.content_hash = e.content_hash ",
+            "WHERE v.project_id IN (SELECT value FROM json_each(?3)) ",
+            "AND (?4 IS NULL OR v.language IN (SELECT value FROM json_each(?4))) ",
+            "ORDER BY j.key, v.id"
+        ))
+        .bind(model_id)
+        .bind(json_list(embedding_ids))
+        .bind(json_list(&scope.project_ids))
+        .bind(languages(scope))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|row| Ok((col(row, "embedding_id")?, chunk_from_row(row)?))).collect()
+    }
+
+    async fn embedding_ids_in_scope(&self, model_id: i64, scope: &SearchScope) -> Result<Vec<i64>> {
+        if scope.project_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(
+            "SELECT DISTINCT e.id FROM chunks c \
+             JOIN embeddings e ON e.model_id = ?1 AND e.content_hash = c.content_hash \
+             WHERE c.project_id IN (SELECT value FROM json_each(?2)) \
+             AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) \
+             ORDER BY e.id",
+        )
+        .bind(model_id)
+        .bind(json_list(&scope.project_ids))
+        .bind(languages(scope))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn lexical_search(
+        &self,
+        terms: &[String],
+        scope: &SearchScope,
+        limit: i64,
+    ) -> Result<Vec<ScoredChunk>> {
+        let Some(query) = fts_query(terms) else { return Ok(Vec::new()) };
+        if scope.project_ids.is_empty() || limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT c.id, bm25(chunks_fts) AS rank FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid \
+             WHERE chunks_fts MATCH ?1 \
+             AND c.project_id IN (SELECT value FROM json_each(?2)) \
+             AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) \
+             ORDER BY rank, c.id LIMIT ?4",
+        )
+        .bind(query)
+        .bind(json_list(&scope.project_ids))
+        .bind(languages(scope))
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                // bm25() is lower-is-better; scores here are higher-is-better.
+                let rank: f64 = col(row, "rank")?;
+                Ok(ScoredChunk { chunk_id: col(row, "id")?, score: -rank })
+            })
+            .collect()
+    }
+
+    async fn symbol_search(&self, query: &str, scope: &SearchScope, limit: i64) -> Result<Vec<SymbolView>> {
+        // ASCII case folding, as SQLite's lower() does without ICU.
+        let q = query.trim().to_ascii_lowercase();
+        if q.is_empty() || scope.project_ids.is_empty() || limit <= 0 {
+            return Ok(Vec::new());
+        }
+        // Every string with the prefix `q` sorts in [q, q + U+10FFFF), so prefix matching is an
+        // index range on lower(name).
+        let upper = format!("{q}\u{10FFFF}");
+        // Three passes, each filling what the previous left: exact, prefix, substring; within
+        // a pass, name matches before qualified-name matches, exported first, shorter first.
+        let phases = [
+            (
+                "(lower(s.name) = ?1 OR lower(s.qualified_name) = ?1)",
+                "(lower(s.name) = ?1) DESC, s.exported DESC, length(s.qualified_name), s.qualified_name",
+            ),
+            (
+                "((lower(s.name) >= ?1 AND lower(s.name) < ?2) \
+                  OR (lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2))",
+                "(lower(s.name) >= ?1 AND lower(s.name) < ?2) DESC, s.exported DESC, length(s.name), s.name",
+            ),
+            (
+                "(instr(lower(s.name), ?1) > 0 OR instr(lower(s.qualified_name), ?1) > 0)",
+                "(instr(lower(s.name), ?1) > 0) DESC, s.exported DESC, length(s.name), s.name",
+            ),
+        ];
+        let mut out: Vec<SymbolView> = Vec::new();
+        for (condition, order) in phases {
+            let remaining = limit - out.len() as i64;
+            if remaining <= 0 {
+                break;
+            }
+            let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
+            let sql = format!(
+                "{} WHERE {condition} \
+                 AND s.project_id IN (SELECT value FROM json_each(?3)) \
+                 AND (?4 IS NULL OR f.language IN (SELECT value FROM json_each(?4))) \
+                 AND s.id NOT IN (SELECT value FROM json_each(?5)) \
+                 ORDER BY {order}, f.path, s.id LIMIT ?6",
+                symbol_view_select!()
+            );
+            let rows = sqlx::query(&sql)
+                .bind(&q)
+                .bind(&upper)
+                .bind(json_list(&scope.project_ids))
+                .bind(languages(scope))
+                .bind(json_list(&seen))
+                .bind(remaining)
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_err)?;
+            for row in &rows {
+                out.push(SymbolView {
+                    id: col(row, "id")?,
+                    project_id: col(row, "project_id")?,
+                    path: col(row, "path")?,
+                    name: col(row, "name")?,
+                    qualified_name: col(row, "qualified_name")?,
+                    kind: col(row, "kind")?,
+                    signature: col(row, "signature")?,
+                    start_line: col(row, "start_line")?,
+                    end_line: col(row, "end_line")?,
+                    exported: col(row, "exported")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // In the order given.
+        let rows = sqlx::query(concat!(
+            "SELECT v.* FROM json_each(?1) j JOIN (",
+            chunk_view_select!(),
+            ") v ON v.id = j.value ORDER BY j.key"
+        ))
+        .bind(json_list(ids))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(chunk_from_row).collect()
+    }
+
+    async fn chunk_at(&self, project_id: i64, path: &str, line: i32) -> Result<Option<ChunkView>> {
+        let row = sqlx::query(concat!(
+            chunk_view_select!(),
+            " WHERE f.project_id = ?1 AND f.path = ?2 AND c.start_line <= ?3 AND c.end_line >= ?3 ",
+            "ORDER BY c.ordinal LIMIT 1"
+        ))
+        .bind(project_id)
+        .bind(path)
+        .bind(line)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(chunk_from_row).transpose()
+    }
+
+    async fn import_neighbours(
+        &self,
+        project_id: i64,
+        path: &str,
+        reverse: bool,
+        depth: u32,
+    ) -> Result<Vec<(String, u32)>> {
+        if depth == 0 {
+            return Ok(Vec::new());
+        }
+        // UNION drops repeated (file, distance) pairs and the walk stops at `depth`, so cycles
+        // terminate; the minimum distance per file is taken at the end. No shortest path is
+        // longer than the project has files, so the depth is capped there, which bounds the walk
+        // by edges x files however large a depth is asked for.
+        let step = if reverse {
+            "SELECT i.file_id, w.distance + 1 FROM walk w JOIN imports i ON i.resolved_file_id = w.file_id \
+             WHERE w.distance < (SELECT depth FROM bound)"
+        } else {
+            "SELECT i.resolved_file_id, w.distance + 1 FROM walk w JOIN imports i ON i.file_id = w.file_id \
+             WHERE w.distance < (SELECT depth FROM bound) AND i.resolved_file_id IS NOT NULL"
+        };
+        let sql = format!(
+            "WITH RECURSIVE \
+               start(id) AS (SELECT id FROM files WHERE project_id = ?1 AND path = ?2), \
+               bound(depth) AS (SELECT min(?3, total_files) FROM projects WHERE id = ?1), \
+               walk(file_id, distance) AS (SELECT id, 0 FROM start UNION {step}) \
+             SELECT f.path, min(w.distance) AS distance FROM walk w JOIN files f ON f.id = w.file_id \
+             WHERE w.file_id NOT IN (SELECT id FROM start) \
+             GROUP BY f.path ORDER BY distance, f.path"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(project_id)
+            .bind(path)
+            .bind(i64::from(depth))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let distance: i64 = col(row, "distance")?;
+                Ok((col(row, "path")?, u32::try_from(distance).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
+    // Index runs.
+
+    async fn create_run(
+        &self,
+        project_id: i64,
+        trigger: &str,
+        paths: Option<&[String]>,
+        commit: Option<&str>,
+    ) -> Result<IndexRun> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO index_runs (project_id, \"trigger\", paths, commit_sha) VALUES (?, ?, ?, ?) RETURNING ",
+            run_cols!()
+        ))
+        .bind(project_id)
+        .bind(trigger)
+        .bind(paths.map(json_list))
+        .bind(commit)
+        .fetch_one(&self.writer)
+        .await
+        .map_err(db_err)?;
+        run_from_row(&row)
+    }
+
+    async fn lease_run(&self, owner: &str, lease_secs: i64) -> Result<Option<IndexRun>> {
+        let lease = lease_modifier(lease_secs)?;
+        // One statement, so choosing and taking the run cannot interleave with another writer.
+        let row = sqlx::query(concat!(
+            "UPDATE index_runs SET status = 'running', lease_owner = ?1, ",
+            "lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?2), started_at = coalesce(started_at, ",
+            now!(),
+            ") WHERE id = (SELECT id FROM index_runs WHERE status = 'queued' ",
+            "OR (status = 'running' AND lease_expires_at <= ",
+            now!(),
+            ") ORDER BY id LIMIT 1) RETURNING ",
+            run_cols!()
+        ))
+        .bind(owner)
+        .bind(lease)
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn heartbeat_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool> {
+        let lease = lease_modifier(lease_secs)?;
+        let done = sqlx::query(
+            "UPDATE index_runs SET lease_expires_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3) \
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .bind(lease)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn update_run_counts(&self, run_id: i64, counts: &RunCounts) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE index_runs SET files_indexed = ?, files_skipped = ?, files_deleted = ?, chunks = ?, \
+             chunks_embedded = ?, embedding_cache_hits = ?, tokens_embedded = ? WHERE id = ?",
+        )
+        .bind(counts.files_indexed)
+        .bind(counts.files_skipped)
+        .bind(counts.files_deleted)
+        .bind(counts.chunks)
+        .bind(counts.chunks_embedded)
+        .bind(counts.embedding_cache_hits)
+        .bind(counts.tokens_embedded)
+        .bind(run_id)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("index run {run_id}")));
+        }
+        Ok(())
+    }
+
+    async fn finish_run(&self, run_id: i64, status: RunStatus, error: Option<&str>) -> Result<()> {
+        if matches!(status, RunStatus::Queued | RunStatus::Running) {
+            return Err(StoreError::Invalid(format!("a run cannot finish as {}", status.name())));
+        }
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(concat!(
+            "UPDATE index_runs SET status = ?, error = ?, finished_at = ",
+            now!(),
+            ", lease_owner = NULL, lease_expires_at = NULL WHERE id = ? AND status IN ('queued', 'running')"
+        ))
+        .bind(status.name())
+        .bind(error)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            let current: Option<String> = sqlx::query_scalar("SELECT status FROM index_runs WHERE id = ?")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            return Err(match current {
+                None => StoreError::NotFound(format!("index run {run_id}")),
+                Some(current) => StoreError::Conflict(format!("index run {run_id} already {current}")),
+            });
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn run(&self, run_id: i64) -> Result<Option<IndexRun>> {
+        let row = sqlx::query(concat!("SELECT ", run_cols!(), " FROM index_runs WHERE id = ?"))
+            .bind(run_id)
+            .fetch_optional(&self.reader)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn add_run_event(
+        &self,
+        run_id: i64,
+        phase: &str,
+        event: &str,
+        message: Option<&str>,
+        data: serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO index_run_events (run_id, phase, event, message, data) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(run_id)
+        .bind(phase)
+        .bind(event)
+        .bind(message)
+        .bind(data.to_string())
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn run_events(&self, run_id: i64) -> Result<Vec<RunEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, phase, event, message, data, created_at FROM index_run_events \
+             WHERE run_id = ? ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(RunEvent {
+                    id: col(row, "id")?,
+                    run_id: col(row, "run_id")?,
+                    phase: col(row, "phase")?,
+                    event: col(row, "event")?,
+                    message: col(row, "message")?,
+                    data: json_col(row, "data")?,
+                    created_at: col(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Checks what the schema cannot: symbol parents point inside the same file's list.
+fn validate_write(write: &FileWrite) -> Result<()> {
+    for (i, symbol) in write.symbols.iter().enumerate() {
+        if let Some(parent) = symbol.parent
+            && (parent >= write.symbols.len() || parent == i)
+        {
+            return Err(StoreError::Invalid(format!(
+                "{}: symbol {} has parent {parent}, outside its file's {} symbols or itself",
+                write.file.path,
+                symbol.name,
+                write.symbols.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Maps a driver error to a typed store error. Messages name constraints and columns, never
+/// SQL or values.
+fn db_err(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Database(ref db) => {
+            let message = db.message().to_string();
+            match db.kind() {
+                ErrorKind::UniqueViolation => {
+                    let key = message.strip_prefix("UNIQUE constraint failed: ").unwrap_or(&message);
+                    StoreError::Conflict(format!("duplicate {key}"))
+                }
+                ErrorKind::ForeignKeyViolation => {
+                    StoreError::Invalid("a referenced row does not exist (foreign key constraint)".into())
+                }
+                ErrorKind::CheckViolation | ErrorKind::NotNullViolation => {
+                    StoreError::Invalid(message.to_lowercase())
+                }
+                _ => {
+                    let code = db.code().and_then(|c| c.parse::<i32>().ok()).unwrap_or(0);
+                    match code & 0xff {
+                        // SQLITE_CONSTRAINT with a RAISE() from a validation trigger, or another
+                        // constraint flavour.
+                        19 => StoreError::Invalid(message),
+                        // SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE: bad data.
+                        18 | 20 | 25 => StoreError::Invalid(message),
+                        // BUSY, LOCKED, READONLY, IOERR, CORRUPT, FULL, CANTOPEN, PROTOCOL, NOTADB.
+                        5 | 6 | 8 | 10 | 11 | 13 | 14 | 15 | 26 => StoreError::Unavailable(err),
+                        _ => StoreError::Other(err),
+                    }
+                }
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Configuration(_) => StoreError::Unavailable(err),
+        sqlx::Error::RowNotFound => StoreError::NotFound("row".into()),
+        sqlx::Error::Migrate(m) => migrate_err(*m),
+        other => StoreError::Other(other),
+    }
+}
+
+fn migrate_err(err: MigrateError) -> StoreError {
+    match err {
+        MigrateError::VersionMissing(v) => StoreError::Migration(format!(
+            "the database has migration {v}, which this binary does not know: it was written by a newer semdex"
+        )),
+        MigrateError::Execute(e) => match db_err(e) {
+            StoreError::Unavailable(e) => StoreError::Unavailable(e),
+            other => StoreError::Migration(other.to_string()),
+        },
+        other => StoreError::Migration(other.to_string()),
+    }
+}
+
+/// Reads a column, as a typed error rather than a panic.
+fn col<'r, T>(row: &'r SqliteRow, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, Sqlite> + sqlx::Type<Sqlite>,
+{
+    row.try_get(name).map_err(StoreError::Other)
+}
+
+fn json_col(row: &SqliteRow, name: &str) -> Result<serde_json::Value> {
+    let text: String = col(row, name)?;
+    serde_json::from_str(&text).map_err(|e| StoreError::Other(sqlx::Error::Decode(Box::new(e))))
+}
+
+fn string_list_col(row: &SqliteRow, name: &str) -> Result<Option<Vec<String>>> {
+    let text: Option<String> = col(row, name)?;
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Other(sqlx::Error::Decode(Box::new(e)))))
+        .transpose()
+}
+
+/// A list as one JSON parameter, expanded in SQL with `json_each`: one statement shape for any
+/// length, and no bound-parameter limit.
+fn json_list<T: serde::Serialize>(items: &[T]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+/// The scope's languages as a JSON list, or NULL for "all".
+fn languages(scope: &SearchScope) -> Option<String> {
+    (!scope.languages.is_empty()).then(|| json_list(&scope.languages))
+}
+
+/// A timestamp in the schema's text form.
+fn timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The `strftime` modifier for a lease of `secs` seconds from now.
+fn lease_modifier(secs: i64) -> Result<String> {
+    if !(0..=366 * 24 * 3600).contains(&secs) {
+        return Err(StoreError::Invalid(format!("lease of {secs} seconds")));
+    }
+    Ok(format!("+{secs} seconds"))
+}
+
+/// The FTS5 query for a list of terms: each quoted (so no term is read as query syntax), a
+/// trailing `*` kept as a prefix search, all ORed. `None` when no term has a word character.
+fn fts_query(terms: &[String]) -> Option<String> {
+    let parts: Vec<String> = terms
+        .iter()
+        .filter_map(|term| {
+            let term = term.trim();
+            let (body, prefix) = match term.strip_suffix('*') {
+                Some(body) => (body.trim_end_matches('*'), true),
+                None => (term, false),
+            };
+            if !body.chars().any(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+                return None;
+            }
+            let quoted = format!("\"{}\"", body.replace('"', "\"\""));
+            Some(if prefix { quoted + "*" } else { quoted })
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" OR "))
+}
+
+fn encode_vector(vector: &[f32]) -> Vec<u8> {
+    vector.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+fn decode_vector(blob: &[u8]) -> Result<Vec<f32>> {
+    if !blob.len().is_multiple_of(4) {
+        return Err(StoreError::Invalid(format!("stored vector of {} bytes", blob.len())));
+    }
+    Ok(blob.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+}
+
+fn project_from_row(row: &SqliteRow) -> Result<Project> {
+    Ok(Project {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        root_path: col(row, "root_path")?,
+        repository_url: col(row, "repository_url")?,
+        default_branch: col(row, "default_branch")?,
+        settings: json_col(row, "settings")?,
+        total_files: col(row, "total_files")?,
+        total_size_bytes: col(row, "total_size_bytes")?,
+        total_chunks: col(row, "total_chunks")?,
+        last_indexed_commit: col(row, "last_indexed_commit")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: col(row, "id")?,
+        user_id: col(row, "user_id")?,
+        name: col(row, "name")?,
+        token_hash: col(row, "token_hash")?,
+        prefix: col(row, "prefix")?,
+        scopes: string_list_col(row, "scopes")?.unwrap_or_default(),
+        expires_at: col(row, "expires_at")?,
+        last_used_at: col(row, "last_used_at")?,
+        revoked_at: col(row, "revoked_at")?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+fn run_from_row(row: &SqliteRow) -> Result<IndexRun> {
+    let status: String = col(row, "status")?;
+    let status = RunStatus::from_name(&status)
+        .ok_or_else(|| StoreError::Invalid(format!("stored run status {status:?}")))?;
+    Ok(IndexRun {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        trigger: col(row, "trigger")?,
+        status,
+        paths: string_list_col(row, "paths")?,
+        commit_sha: col(row, "commit_sha")?,
+        files_indexed: col(row, "files_indexed")?,
+        files_skipped: col(row, "files_skipped")?,
+        files_deleted: col(row, "files_deleted")?,
+        chunks: col(row, "chunks")?,
+        chunks_embedded: col(row, "chunks_embedded")?,
+        embedding_cache_hits: col(row, "embedding_cache_hits")?,
+        tokens_embedded: col(row, "tokens_embedded")?,
+        error: col(row, "error")?,
+        lease_owner: col(row, "lease_owner")?,
+        lease_expires_at: col(row, "lease_expires_at")?,
+        created_at: col(row, "created_at")?,
+        started_at: col(row, "started_at")?,
+        finished_at: col(row, "finished_at")?,
+    })
+}
+
+fn chunk_from_row(row: &SqliteRow) -> Result<ChunkView> {
+    Ok(ChunkView {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        project: col(row, "project")?,
+        path: col(row, "path")?,
+        ordinal: col(row, "ordinal")?,
+        content: col(row, "content")?,
+        content_hash: col(row, "content_hash")?,
+        start_line: col(row, "start_line")?,
+        end_line: col(row, "end_line")?,
+        symbol_path: col(row, "symbol_path")?,
+        kind: col(row, "kind")?,
+        language: col(row, "language")?,
+        token_count: col(row, "token_count")?,
+        commit_sha: col(row, "commit_sha")?,
+        index_run_id: col(row, "index_run_id")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fts_query_quotes_terms_and_keeps_prefixes() {
+        let terms: Vec<String> = ["user_id", "creat*", "say \"hi\"", "!!!", "**"].map(String::from).to_vec();
+        assert_eq!(fts_query(&terms).as_deref(), Some("\"user_id\" OR \"creat\"* OR \"say \"\"hi\"\"\""));
+        assert_eq!(fts_query(&["-".to_string()]), None);
+        assert_eq!(fts_query(&[]), None);
+    }
+
+    #[test]
+    fn vectors_round_trip_little_endian() {
+        let v = [1.0f32, -0.5, 3.25];
+        let blob = encode_vector(&v);
+        assert_eq!(&blob[..4], &1.0f32.to_le_bytes());
+        assert_eq!(decode_vector(&blob).unwrap(), v);
+        assert!(decode_vector(&[0, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn timestamps_use_the_schema_form() {
+        let t = DateTime::parse_from_rfc3339("2024-05-06T07:08:09.123456+00:00").unwrap().with_timezone(&Utc);
+        assert_eq!(timestamp(t), "2024-05-06T07:08:09.123Z");
+    }
+
+    #[test]
+    fn symbol_parent_out_of_range_is_invalid() {
+        let write = FileWrite {
+            file: super::super::FileRecord {
+                path: "a.ts".into(),
+                language: None,
+                size: 0,
+                line_count: 0,
+                content_hash: None,
+                mtime_ns: 0,
+                is_binary: false,
+                is_generated: false,
+                skip_reason: None,
+                diagnostics_count: 0,
+                chunker_version: 0,
+            },
+            symbols: vec![super::super::SymbolRecord {
+                name: "f".into(),
+                qualified_name: "f".into(),
+                kind: "function".into(),
+                signature: String::new(),
+                start_line: 1,
+                end_line: 1,
+                start_byte: 0,
+                end_byte: 1,
+                exported: false,
+                parent: Some(0),
+            }],
+            imports: vec![],
+            chunks: vec![],
+        };
+        assert!(matches!(validate_write(&write), Err(StoreError::Invalid(_))));
+    }
+}

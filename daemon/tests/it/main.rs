@@ -5,11 +5,11 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+/// Embedding providers and the cache, against misbehaving local HTTP servers.
+mod embed;
 /// The store suite, run against SQLite and PostgreSQL.
 mod store;
 /// PostgreSQL-specific store tests and the suite's PostgreSQL runner.
 mod store_pg;
-/// Embedding providers and the cache, against misbehaving local HTTP servers.
-mod embed;
 /// Vector indexes: HNSW recall against exact search, persistence.
 mod vector;
