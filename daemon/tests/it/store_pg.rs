@@ -459,3 +459,39 @@ async fn runs_are_leased_once_each_across_workers() {
     assert!(actions.contains(&"run.succeeded".to_string()), "{actions:?}");
     assert_eq!(actions.last().map(String::as_str), Some("project.created"));
 }
+
+// The shared suite on PostgreSQL ------------------------------------------------------------
+
+macro_rules! on_postgres {
+    ($($name:ident),* $(,)?) => {
+        mod suite {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    let Some(store) = super::pg_store().await else { return };
+                    crate::store::$name(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+on_postgres!(
+    suite_migrations_round_trip,
+    suite_status,
+    suite_replace_file_idempotent,
+    suite_stats_incremental,
+    suite_duplicate_conflict,
+    suite_bad_values_invalid,
+    suite_orphan_fk_invalid,
+    suite_lexical_search,
+    suite_symbol_search,
+    suite_import_neighbours,
+    suite_run_lifecycle,
+    suite_run_events,
+    suite_embeddings,
+    suite_chunks_for_embeddings,
+    suite_chunk_lookups,
+    suite_projects,
+    suite_activity_log,
+);
