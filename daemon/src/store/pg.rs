@@ -1,5 +1,1767 @@
-//! The server-mode store: PostgreSQL with pgvector.
+//! The server-mode store: PostgreSQL (>= 15) with pgvector when the server offers it.
+//!
+//! **Many processes, one database.** Daemons and CI runners share the database through a
+//! connection pool each; index runs are leased with `FOR UPDATE SKIP LOCKED`, so two workers
+//! never take the same run and neither waits for the other.
+//!
+//! **Bulk paths.** A file's chunks go in with one binary `COPY` inside the file's transaction;
+//! vectors are staged with binary `COPY` into a temporary table and moved into `embeddings` with
+//! `INSERT ... SELECT ... ON CONFLICT DO NOTHING` (COPY itself cannot skip existing keys).
+//! Symbols and imports, fewer and narrower, go in as one `INSERT ... SELECT FROM UNNEST(...)`
+//! each. Project stats are kept by statement-level triggers (see the migration), so a bulk write
+//! costs one stats update per statement. The price: a file's transaction holds its project's row
+//! lock from its first write to its commit, so concurrent writers to one project take turns
+//! (writers to different projects do not).
+//!
+//! **pgvector is optional.** With it, `embeddings.embedding` is an untyped `vector` and each
+//! registered model gets a partial HNSW index on `(embedding::halfvec(D))` (D <= 4,000; above that
+//! there is no index and dense search is exact or local). Without it the column is `real[]`, the
+//! local HNSW index serves dense search, and `status` and start-up say so. Vectors are read as
+//! `embedding::real[]`, which works for both.
+//!
+//! **Lexical search** ranks with `ts_rank_cd` (cover density, normalised by document length) over
+//! a generated `tsvector`: an approximation of BM25, which PostgreSQL does not have. Scores are
+//! therefore comparable within one backend only; fusion uses ranks, not scores.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::error::ErrorKind;
+use sqlx::migrate::{MigrateError, Migrator};
+use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{Connection, Postgres, Row};
+
+use super::{
+    ActivityEntry, ApiToken, Backend, ChunkView, EmbeddingModel, FileState, FileWrite, IndexRun, NewProject,
+    NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk, SearchScope, Store, StoreError,
+    StoreStatus, SymbolView,
+};
+
+/// The PostgreSQL migrations, embedded at build time.
+static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
+
+/// Every table of the schema, for `status` row counts.
+const TABLES: &[&str] = &[
+    "users",
+    "api_tokens",
+    "projects",
+    "project_members",
+    "files",
+    "symbols",
+    "imports",
+    "chunks",
+    "embedding_models",
+    "embeddings",
+    "commits",
+    "index_runs",
+    "index_run_events",
+    "tasks",
+    "agents",
+    "executions",
+    "reviews",
+    "activity_log",
+];
+
+/// pgvector's `halfvec` HNSW index takes at most this many dimensions.
+pub const MAX_INDEXED_DIMENSIONS: i32 = 4000;
+
+/// Bytes of COPY data buffered before they are sent.
+const COPY_CHUNK_BYTES: usize = 4 << 20;
+
+/// What `embeddings.embedding` is, cached after the first look (migrations reset it).
+const COLUMN_UNKNOWN: u8 = 0;
+const COLUMN_VECTOR: u8 = 1;
+const COLUMN_REAL_ARRAY: u8 = 2;
+
+macro_rules! project_cols {
+    () => {
+        "id, name, root_path, repository_url, default_branch, settings, total_files, total_size_bytes, \
+         total_chunks, last_indexed_commit, created_at, updated_at"
+    };
+}
+
+macro_rules! run_cols {
+    () => {
+        "id, project_id, \"trigger\", status, paths, commit_sha, files_indexed, files_skipped, files_deleted, \
+         chunks, chunks_embedded, embedding_cache_hits, tokens_embedded, error, lease_owner, lease_expires_at, \
+         created_at, started_at, finished_at"
+    };
+}
+
+macro_rules! token_cols {
+    () => {
+        "id, user_id, name, token_hash, prefix, scopes, expires_at, last_used_at, revoked_at, created_at"
+    };
+}
+
+macro_rules! chunk_view_select {
+    () => {
+        "SELECT c.id, c.project_id, p.name AS project, f.path, c.ordinal, c.content, c.content_hash, \
+         c.start_line, c.end_line, c.symbol_path, c.kind, c.language, c.token_count, c.commit_sha, \
+         c.index_run_id \
+         FROM chunks c JOIN files f ON f.id = c.file_id JOIN projects p ON p.id = c.project_id"
+    };
+}
+
+/// The scope predicate on a chunks alias `c`, with the project ids and languages as parameters
+/// `$a` (int8[]) and `$b` (text[], empty for all).
+macro_rules! chunk_scope {
+    ($projects:literal, $languages:literal) => {
+        concat!(
+            "c.project_id = ANY($",
+            $projects,
+            "::int8[]) AND (cardinality($",
+            $languages,
+            "::text[]) = 0 OR c.language = ANY($",
+            $languages,
+            "::text[]))"
+        )
+    };
+}
 
 /// PostgreSQL-backed [`super::Store`].
 #[derive(Debug)]
-pub struct PgStore {}
+pub struct PgStore {
+    pool: PgPool,
+    /// One of the `COLUMN_*` values.
+    vector_column: AtomicU8,
+}
+
+impl PgStore {
+    /// Connects to `url`. Does not migrate: call [`Store::migrate_up`]. Logs a warning when the
+    /// server has no pgvector (vectors are then kept as `real[]` and searched locally).
+    pub async fn connect(url: &str) -> Result<PgStore> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .min_connections(0)
+            .acquire_timeout(Duration::from_secs(30))
+            .idle_timeout(Some(Duration::from_secs(600)))
+            .connect(url)
+            .await
+            .map_err(db_err)?;
+        let available: Option<String> =
+            sqlx::query_scalar("SELECT default_version FROM pg_available_extensions WHERE name = 'vector'")
+                .fetch_optional(&pool)
+                .await
+                .map_err(db_err)?;
+        match available {
+            Some(version) => tracing::debug!(pgvector = %version, "pgvector is available"),
+            None => tracing::warn!(
+                "the PostgreSQL server has no pgvector: vectors are stored as real[] and searched with the local HNSW index"
+            ),
+        }
+        Ok(PgStore { pool, vector_column: AtomicU8::new(COLUMN_UNKNOWN) })
+    }
+
+    /// The connection pool, for tools that need raw access (backup, restore, catalog checks).
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes the pool.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Whether `embeddings.embedding` is a pgvector `vector` (so dense search can run in the
+    /// database); `false` when vectors are kept as `real[]`. Errors before migrations ran.
+    pub async fn has_pgvector_column(&self) -> Result<bool> {
+        match self.vector_column.load(Ordering::Relaxed) {
+            COLUMN_VECTOR => return Ok(true),
+            COLUMN_REAL_ARRAY => return Ok(false),
+            _ => {}
+        }
+        let type_name: Option<String> = sqlx::query_scalar(
+            "SELECT t.typname::text FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid \
+             WHERE a.attrelid = to_regclass('embeddings') AND a.attname = 'embedding' AND NOT a.attisdropped",
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let is_vector = match type_name.as_deref() {
+            Some("vector") => true,
+            Some(_) => false,
+            None => {
+                return Err(StoreError::Migration("the schema is not migrated (no embeddings table)".into()));
+            }
+        };
+        self.vector_column
+            .store(if is_vector { COLUMN_VECTOR } else { COLUMN_REAL_ARRAY }, Ordering::Relaxed);
+        Ok(is_vector)
+    }
+
+    /// Nearest embeddings of `model_id` to `query` by inner product (cosine similarity, the
+    /// vectors being unit length), best first: `(embedding id, similarity)`.
+    ///
+    /// Uses the model's partial HNSW index: the query repeats the index's expression
+    /// `(embedding::halfvec(D))` and predicate `model_id = N`, both as literals so the planner can
+    /// match them. With a scope, only embeddings of chunks in scope count; the filter runs after the
+    /// index scan, so the scan is iterative (`hnsw.iterative_scan = relaxed_order`) and the results
+    /// are re-sorted. Above [`MAX_INDEXED_DIMENSIONS`] there is no index and this is an exact scan.
+    /// Fails with [`StoreError::Invalid`] when the server has no pgvector.
+    pub async fn dense_search(
+        &self,
+        model_id: i64,
+        dims: i32,
+        query: &[f32],
+        scope: Option<&SearchScope>,
+        k: i64,
+        ef_search: u32,
+    ) -> Result<Vec<(i64, f32)>> {
+        if k <= 0 || scope.is_some_and(|s| s.project_ids.is_empty()) {
+            return Ok(Vec::new());
+        }
+        if !(1..=16000).contains(&dims) || query.len() != dims as usize {
+            return Err(StoreError::Invalid(format!(
+                "query vector has {} dimensions, the model has {dims}",
+                query.len()
+            )));
+        }
+        if query.iter().any(|x| !x.is_finite()) {
+            return Err(StoreError::Invalid("query vector has a non-finite value".into()));
+        }
+        if !self.has_pgvector_column().await? {
+            return Err(StoreError::Invalid("the PostgreSQL server has no pgvector".into()));
+        }
+        // Literals, not parameters: a generic plan could not prove the partial index's predicate.
+        let distance = if dims <= MAX_INDEXED_DIMENSIONS {
+            format!("(e.embedding::halfvec({dims})) <#> $1::halfvec({dims})")
+        } else {
+            format!("e.embedding <#> $1::vector({dims})")
+        };
+        let filter = if scope.is_some() {
+            concat!(
+                " AND EXISTS (SELECT 1 FROM chunks c WHERE c.content_hash = e.content_hash AND ",
+                chunk_scope!("3", "4"),
+                ")"
+            )
+        } else {
+            ""
+        };
+        let sql = format!(
+            "SELECT e.id, ({distance})::float8 AS distance FROM embeddings e \
+             WHERE e.model_id = {model_id}{filter} ORDER BY {distance} LIMIT $2"
+        );
+        let ef_search = ef_search.clamp(1, 1000);
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(&format!("SET LOCAL hnsw.ef_search = {ef_search}"))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if scope.is_some() {
+            // pgvector 0.8+; before that the setting does not exist and a filtered search may
+            // return fewer than k hits. A savepoint keeps the failure from aborting the search.
+            let mut savepoint = tx.begin().await.map_err(db_err)?;
+            match sqlx::query("SET LOCAL hnsw.iterative_scan = relaxed_order").execute(&mut *savepoint).await
+            {
+                Ok(_) => savepoint.commit().await.map_err(db_err)?,
+                Err(e) => {
+                    tracing::debug!(error = %e, "hnsw.iterative_scan is not available");
+                    savepoint.rollback().await.map_err(db_err)?;
+                }
+            }
+        }
+        let vector = pgvector::Vector::from(query.to_vec());
+        let mut q = sqlx::query(&sql).bind(vector).bind(k);
+        if let Some(scope) = scope {
+            q = q.bind(&scope.project_ids).bind(&scope.languages);
+        }
+        let rows = q.fetch_all(&mut *tx).await.map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        let mut hits = rows
+            .iter()
+            .map(|row| {
+                let distance: f64 = col(row, "distance")?;
+                // `<#>` is the negative inner product.
+                Ok((col::<i64>(row, "id")?, (-distance) as f32))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // relaxed_order may return neighbours slightly out of order.
+        hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        Ok(hits)
+    }
+
+    /// Applied migration versions, ascending; empty when the bookkeeping table does not exist.
+    async fn applied_versions(&self) -> Result<Vec<i64>> {
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass('_sqlx_migrations')::text")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if exists.is_none() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)
+    }
+
+    /// Creates the partial HNSW index of a model, if pgvector is there and can index it.
+    async fn ensure_model_index(&self, model: &EmbeddingModel) -> Result<()> {
+        if model.dimensions > MAX_INDEXED_DIMENSIONS || !self.has_pgvector_column().await? {
+            return Ok(());
+        }
+        let (id, dims) = (model.id, model.dimensions);
+        // Both values are integers from the database, never text from a caller.
+        let sql = format!(
+            "CREATE INDEX IF NOT EXISTS embeddings_hnsw_m{id} ON embeddings \
+             USING hnsw ((embedding::halfvec({dims})) halfvec_ip_ops) WHERE model_id = {id}"
+        );
+        match sqlx::query(&sql).execute(&self.pool).await {
+            Ok(_) => Ok(()),
+            // Two processes registering the same model at once: the other one built it.
+            Err(sqlx::Error::Database(e))
+                if matches!(e.code().as_deref(), Some("42P07") | Some("23505") | Some("40P01")) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(db_err(e)),
+        }
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    async fn migrate_up(&self) -> Result<()> {
+        self.vector_column.store(COLUMN_UNKNOWN, Ordering::Relaxed);
+        MIGRATOR.run(&self.pool).await.map_err(migrate_err)?;
+        if !self.has_pgvector_column().await? {
+            tracing::warn!(
+                "embeddings are stored as real[] (pgvector was missing or could not be created when the schema \
+                 was made): dense search uses the local HNSW index"
+            );
+        }
+        Ok(())
+    }
+
+    async fn migrate_down(&self, to: Option<i64>) -> Result<()> {
+        self.vector_column.store(COLUMN_UNKNOWN, Ordering::Relaxed);
+        let target = match to {
+            Some(to) => to,
+            None => {
+                let applied = self.applied_versions().await?;
+                match applied.as_slice() {
+                    [] => return Ok(()),
+                    [.., previous, _] => *previous,
+                    [_] => 0,
+                }
+            }
+        };
+        MIGRATOR.undo(&self.pool, target).await.map_err(migrate_err)
+    }
+
+    async fn status(&self) -> Result<StoreStatus> {
+        let schema_version = self.applied_versions().await?.last().copied();
+        let latest_version = MIGRATOR.iter().map(|m| m.version).max().unwrap_or(0);
+        let mut row_counts = Vec::with_capacity(TABLES.len());
+        for table in TABLES {
+            let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+                .bind(*table)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+            if exists.is_none() {
+                continue;
+            }
+            // Table names come from the constant list above, never from input.
+            let count: i64 = sqlx::query_scalar(&format!("SELECT count(*) FROM \"{table}\""))
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db_err)?;
+            row_counts.push(((*table).to_string(), count));
+        }
+        let size_bytes: i64 = sqlx::query_scalar("SELECT pg_database_size(current_database())")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let pgvector: Option<String> =
+            sqlx::query_scalar("SELECT extversion::text FROM pg_extension WHERE extname = 'vector'")
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        Ok(StoreStatus {
+            backend: Backend::Postgres,
+            schema_version,
+            latest_version,
+            row_counts,
+            size_bytes: Some(size_bytes),
+            pgvector,
+        })
+    }
+
+    async fn schema_dump(&self) -> Result<Vec<String>> {
+        // Everything in the current schema that the migrations own: columns, constraints,
+        // indexes, triggers, views and functions, without the migrations bookkeeping and without
+        // what belongs to an extension (pgvector's types and functions).
+        let rows: Vec<String> = sqlx::query_scalar(
+            r#"
+            WITH rels AS (
+                SELECT c.oid, c.relname, c.relkind FROM pg_class c
+                WHERE c.relnamespace = current_schema()::regnamespace
+                  AND c.relkind IN ('r', 'v', 'p')
+                  AND c.relname <> '_sqlx_migrations'
+                  AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
+            )
+            SELECT format('column %s.%s #%s %s%s%s%s%s', r.relname, a.attname, a.attnum,
+                          format_type(a.atttypid, a.atttypmod),
+                          CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
+                          CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END,
+                          CASE WHEN a.attgenerated <> '' THEN ' generated' ELSE '' END,
+                          coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), ''))
+            FROM rels r
+            JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+            LEFT JOIN pg_attrdef d ON d.adrelid = r.oid AND d.adnum = a.attnum
+            UNION ALL
+            SELECT format('constraint %s on %s: %s', con.conname, r.relname, pg_get_constraintdef(con.oid))
+            FROM rels r JOIN pg_constraint con ON con.conrelid = r.oid
+            UNION ALL
+            SELECT format('index %s on %s: %s', i.relname, r.relname, pg_get_indexdef(i.oid))
+            FROM rels r JOIN pg_index x ON x.indrelid = r.oid JOIN pg_class i ON i.oid = x.indexrelid
+            UNION ALL
+            SELECT format('trigger %s on %s: %s', t.tgname, r.relname, pg_get_triggerdef(t.oid))
+            FROM rels r JOIN pg_trigger t ON t.tgrelid = r.oid AND NOT t.tgisinternal
+            UNION ALL
+            SELECT format('view %s: %s', r.relname, pg_get_viewdef(r.oid))
+            FROM rels r WHERE r.relkind = 'v'
+            UNION ALL
+            SELECT format('function %s: %s', p.oid::regprocedure, pg_get_functiondef(p.oid))
+            FROM pg_proc p
+            WHERE p.pronamespace = current_schema()::regnamespace
+              AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')
+            "#,
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let mut out: Vec<String> =
+            rows.into_iter().map(|line| line.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+        out.sort();
+        Ok(out)
+    }
+
+    // Projects.
+
+    async fn create_project(&self, project: NewProject) -> Result<Project> {
+        let settings = if project.settings.is_null() { serde_json::json!({}) } else { project.settings };
+        let row = sqlx::query(concat!(
+            "INSERT INTO projects (name, root_path, repository_url, default_branch, settings) ",
+            "VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            project_cols!()
+        ))
+        .bind(&project.name)
+        .bind(&project.root_path)
+        .bind(&project.repository_url)
+        .bind(&project.default_branch)
+        .bind(&settings)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => {
+                StoreError::Conflict(format!("a project named {:?} already exists", project.name))
+            }
+            other => other,
+        })?;
+        project_from_row(&row)
+    }
+
+    async fn project_by_name(&self, name: &str) -> Result<Option<Project>> {
+        let row = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(project_from_row).transpose()
+    }
+
+    async fn project(&self, id: i64) -> Result<Option<Project>> {
+        let row = sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(project_from_row).transpose()
+    }
+
+    async fn list_projects(&self) -> Result<Vec<Project>> {
+        // Byte order, as SQLite sorts, whatever the database's collation.
+        let rows =
+            sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects ORDER BY name COLLATE \"C\""))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+        rows.iter().map(project_from_row).collect()
+    }
+
+    async fn set_last_indexed_commit(&self, project_id: i64, sha: Option<&str>) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE projects SET last_indexed_commit = $1, last_indexed_at = clock_timestamp() WHERE id = $2",
+        )
+        .bind(sha)
+        .bind(project_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("project {project_id}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_project(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    // Tokens and activity.
+
+    async fn create_token(&self, token: NewToken) -> Result<ApiToken> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO api_tokens (user_id, name, token_hash, prefix, scopes, expires_at) ",
+            "VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
+            token_cols!()
+        ))
+        .bind(token.user_id)
+        .bind(&token.name)
+        .bind(&token.token_hash)
+        .bind(&token.prefix)
+        .bind(&token.scopes)
+        .bind(token.expires_at)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict("a token with this hash already exists".into()),
+            other => other,
+        })?;
+        token_from_row(&row)
+    }
+
+    async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>> {
+        let row = sqlx::query(concat!("SELECT ", token_cols!(), " FROM api_tokens WHERE token_hash = $1"))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn revoke_token(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE api_tokens SET revoked_at = clock_timestamp() WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn activity(
+        &self,
+        project_id: Option<i64>,
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ActivityEntry>> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id, project_id, user_id, action, source, subject_type, subject_id, details, created_at \
+             FROM activity_log WHERE ($1::int8 IS NULL OR project_id = $1) AND ($2::int8 IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(project_id)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(ActivityEntry {
+                    id: col(row, "id")?,
+                    project_id: col(row, "project_id")?,
+                    user_id: col(row, "user_id")?,
+                    action: col(row, "action")?,
+                    source: col(row, "source")?,
+                    subject_type: col(row, "subject_type")?,
+                    subject_id: col(row, "subject_id")?,
+                    details: col(row, "details")?,
+                    created_at: col(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    // Files, symbols, imports and chunks.
+
+    async fn file_states(&self, project_id: i64) -> Result<Vec<FileState>> {
+        let rows = sqlx::query(
+            "SELECT path, size, mtime_ns, content_hash, chunker_version, skip_reason FROM files \
+             WHERE project_id = $1 ORDER BY path COLLATE \"C\"",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(FileState {
+                    path: col(row, "path")?,
+                    size: col(row, "size")?,
+                    mtime_ns: col(row, "mtime_ns")?,
+                    content_hash: col(row, "content_hash")?,
+                    chunker_version: col(row, "chunker_version")?,
+                    skip_reason: col(row, "skip_reason")?,
+                })
+            })
+            .collect()
+    }
+
+    async fn replace_file(
+        &self,
+        project_id: i64,
+        write: &FileWrite,
+        run_id: Option<i64>,
+        commit: Option<&str>,
+    ) -> Result<()> {
+        validate_write(write)?;
+        let f = &write.file;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+
+        // Upsert keeps the file's id, so import edges that point at it stay valid.
+        let file_id: i64 = sqlx::query_scalar(
+            "INSERT INTO files (project_id, path, language, size, line_count, content_hash, mtime_ns, \
+             is_binary, is_generated, skip_reason, diagnostics_count, chunker_version) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             ON CONFLICT (project_id, path) DO UPDATE SET language = excluded.language, size = excluded.size, \
+             line_count = excluded.line_count, content_hash = excluded.content_hash, \
+             mtime_ns = excluded.mtime_ns, is_binary = excluded.is_binary, is_generated = excluded.is_generated, \
+             skip_reason = excluded.skip_reason, diagnostics_count = excluded.diagnostics_count, \
+             chunker_version = excluded.chunker_version, indexed_at = clock_timestamp(), \
+             updated_at = clock_timestamp() \
+             RETURNING id",
+        )
+        .bind(project_id)
+        .bind(&f.path)
+        .bind(&f.language)
+        .bind(f.size)
+        .bind(f.line_count)
+        .bind(&f.content_hash)
+        .bind(f.mtime_ns)
+        .bind(f.is_binary)
+        .bind(f.is_generated)
+        .bind(&f.skip_reason)
+        .bind(f.diagnostics_count)
+        .bind(f.chunker_version)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+
+        for table in ["chunks", "imports", "symbols"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE file_id = $1"))
+                .bind(file_id)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+
+        if !write.symbols.is_empty() {
+            insert_symbols(&mut tx, project_id, file_id, write).await?;
+        }
+
+        if !write.imports.is_empty() {
+            insert_imports(&mut tx, project_id, file_id, write).await?;
+            // This file's edges to files already stored.
+            sqlx::query(
+                "UPDATE imports i SET resolved_file_id = f.id FROM files f \
+                 WHERE i.file_id = $1 AND f.project_id = i.project_id AND f.path = i.resolved_path",
+            )
+            .bind(file_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        // Other files' edges to this one, written before it existed (or while it was deleted).
+        sqlx::query(
+            "UPDATE imports SET resolved_file_id = $1 \
+             WHERE project_id = $2 AND resolved_path = $3 AND resolved_file_id IS DISTINCT FROM $1",
+        )
+        .bind(file_id)
+        .bind(project_id)
+        .bind(&f.path)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+
+        if !write.chunks.is_empty() {
+            copy_chunks(&mut tx, project_id, file_id, write, run_id, commit).await.map_err(|e| match e {
+                StoreError::Conflict(_) => {
+                    StoreError::Conflict(format!("{}: two chunks with the same ordinal", f.path))
+                }
+                other => other,
+            })?;
+        }
+
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn delete_files(&self, project_id: i64, paths: &[String]) -> Result<u64> {
+        if paths.is_empty() {
+            return Ok(0);
+        }
+        let done = sqlx::query("DELETE FROM files WHERE project_id = $1 AND path = ANY($2::text[])")
+            .bind(project_id)
+            .bind(paths)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    // Embeddings.
+
+    async fn register_model(&self, provider: &str, model: &str, dimensions: i32) -> Result<EmbeddingModel> {
+        // The no-op update makes RETURNING yield the row whether or not it already existed.
+        let row = sqlx::query(
+            "INSERT INTO embedding_models (provider, model, dimensions) VALUES ($1, $2, $3) \
+             ON CONFLICT (provider, model, dimensions) DO UPDATE SET provider = excluded.provider \
+             RETURNING id, provider, model, dimensions",
+        )
+        .bind(provider)
+        .bind(model)
+        .bind(dimensions)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let model = EmbeddingModel {
+            id: col(&row, "id")?,
+            provider: col(&row, "provider")?,
+            model: col(&row, "model")?,
+            dimensions: col(&row, "dimensions")?,
+        };
+        self.ensure_model_index(&model).await?;
+        Ok(model)
+    }
+
+    async fn pending_embeddings(
+        &self,
+        model_id: i64,
+        project_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<(String, String)>> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        // One representative chunk (the oldest) per missing hash; equal hashes mean equal text.
+        let rows = sqlx::query(
+            "SELECT content_hash, content FROM chunks WHERE id IN ( \
+                 SELECT min(c.id) FROM chunks c \
+                 WHERE ($2::int8 IS NULL OR c.project_id = $2) \
+                   AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = $1 AND e.content_hash = c.content_hash) \
+                 GROUP BY c.content_hash ORDER BY min(c.id) LIMIT $3) \
+             ORDER BY id",
+        )
+        .bind(model_id)
+        .bind(project_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|row| Ok((col(row, "content_hash")?, col(row, "content")?))).collect()
+    }
+
+    async fn put_embeddings(&self, model_id: i64, vectors: &[(String, Vec<f32>)]) -> Result<u64> {
+        if vectors.is_empty() {
+            return Ok(0);
+        }
+        let dimensions: Option<i32> =
+            sqlx::query_scalar("SELECT dimensions FROM embedding_models WHERE id = $1")
+                .bind(model_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let dimensions =
+            dimensions.ok_or_else(|| StoreError::NotFound(format!("embedding model {model_id}")))?;
+        // Validate everything first: a batch is stored whole or not at all.
+        for (hash, vector) in vectors {
+            if vector.len() != dimensions as usize {
+                return Err(StoreError::Invalid(format!(
+                    "vector for {hash} has {} dimensions, the model has {dimensions}",
+                    vector.len()
+                )));
+            }
+            if vector.iter().any(|x| !x.is_finite()) {
+                return Err(StoreError::Invalid(format!("vector for {hash} has a non-finite value")));
+            }
+        }
+        let as_vector = self.has_pgvector_column().await?;
+        let column_type = if as_vector { "vector" } else { "real[]" };
+
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(&format!(
+            "CREATE TEMP TABLE semdex_embeddings_stage (ord int4 NOT NULL, content_hash text NOT NULL, \
+             embedding {column_type} NOT NULL) ON COMMIT DROP"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let mut copy = tx
+            .copy_in_raw(
+                "COPY semdex_embeddings_stage (ord, content_hash, embedding) FROM STDIN (FORMAT binary)",
+            )
+            .await
+            .map_err(db_err)?;
+        let mut buf = CopyBuf::new();
+        for (ord, (hash, vector)) in vectors.iter().enumerate() {
+            buf.row(3);
+            buf.i32(i32::try_from(ord).unwrap_or(i32::MAX));
+            buf.text(hash);
+            if as_vector {
+                buf.vector(vector)?;
+            } else {
+                buf.real_array(vector)?;
+            }
+            if buf.len() >= COPY_CHUNK_BYTES {
+                copy.send(buf.take()).await.map_err(db_err)?;
+            }
+        }
+        copy.send(buf.finish()).await.map_err(db_err)?;
+        copy.finish().await.map_err(db_err)?;
+        // Only the cache key may collide; any other constraint still fails the batch. Ids follow
+        // the order given.
+        let inserted = sqlx::query(
+            "INSERT INTO embeddings (model_id, content_hash, embedding) \
+             SELECT $1, content_hash, embedding FROM semdex_embeddings_stage ORDER BY ord \
+             ON CONFLICT (model_id, content_hash) DO NOTHING",
+        )
+        .bind(model_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted)
+    }
+
+    async fn embeddings_page(
+        &self,
+        model_id: i64,
+        after_id: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, Vec<f32>)>> {
+        if limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id, content_hash, embedding::real[] AS embedding FROM embeddings \
+             WHERE model_id = $1 AND id > $2 ORDER BY id LIMIT $3",
+        )
+        .bind(model_id)
+        .bind(after_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| Ok((col(row, "id")?, col(row, "content_hash")?, col(row, "embedding")?)))
+            .collect()
+    }
+
+    async fn embeddings_extent(&self, model_id: i64) -> Result<(i64, i64)> {
+        let row = sqlx::query(
+            "SELECT count(*) AS n, coalesce(max(id), 0)::int8 AS max_id FROM embeddings WHERE model_id = $1",
+        )
+        .bind(model_id)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok((col(&row, "n")?, col(&row, "max_id")?))
+    }
+
+    // Search signals.
+
+    async fn chunks_for_embeddings(
+        &self,
+        model_id: i64,
+        embedding_ids: &[i64],
+        scope: &SearchScope,
+    ) -> Result<Vec<(i64, ChunkView)>> {
+        if embedding_ids.is_empty() || scope.project_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // In the order the ids were given (the vector ranking), then by chunk.
+        let rows = sqlx::query(concat!(
+            "SELECT e.id AS embedding_id, v.* FROM unnest($2::int8[]) WITH ORDINALITY AS j(id, ord) ",
+            "JOIN embeddings e ON e.id = j.id AND e.model_id = $1 ",
+            "JOIN (",
+            chunk_view_select!(),
+            " WHERE ",
+            chunk_scope!("3", "4"),
+            ") v ON v.content_hash = e.content_hash ",
+            "ORDER BY j.ord, v.id"
+        ))
+        .bind(model_id)
+        .bind(embedding_ids)
+        .bind(&scope.project_ids)
+        .bind(&scope.languages)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|row| Ok((col(row, "embedding_id")?, chunk_from_row(row)?))).collect()
+    }
+
+    async fn embedding_ids_in_scope(&self, model_id: i64, scope: &SearchScope) -> Result<Vec<i64>> {
+        if scope.project_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(concat!(
+            "SELECT DISTINCT e.id FROM chunks c ",
+            "JOIN embeddings e ON e.model_id = $1 AND e.content_hash = c.content_hash ",
+            "WHERE ",
+            chunk_scope!("2", "3"),
+            " ORDER BY e.id"
+        ))
+        .bind(model_id)
+        .bind(&scope.project_ids)
+        .bind(&scope.languages)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
+    async fn lexical_search(
+        &self,
+        terms: &[String],
+        scope: &SearchScope,
+        limit: i64,
+    ) -> Result<Vec<ScoredChunk>> {
+        let Some(query) = ts_query(terms) else { return Ok(Vec::new()) };
+        if scope.project_ids.is_empty() || limit <= 0 {
+            return Ok(Vec::new());
+        }
+        // Rank option 1 divides by 1 + log(document length), BM25's length normalisation in spirit.
+        let rows = sqlx::query(concat!(
+            "SELECT c.id, ts_rank_cd(c.lexical_tsv, $1::tsquery, 1)::float8 AS score FROM chunks c ",
+            "WHERE c.lexical_tsv @@ $1::tsquery AND ",
+            chunk_scope!("2", "3"),
+            " ORDER BY score DESC, c.id LIMIT $4"
+        ))
+        .bind(query)
+        .bind(&scope.project_ids)
+        .bind(&scope.languages)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| Ok(ScoredChunk { chunk_id: col(row, "id")?, score: col(row, "score")? }))
+            .collect()
+    }
+
+    async fn symbol_search(&self, query: &str, scope: &SearchScope, limit: i64) -> Result<Vec<SymbolView>> {
+        // ASCII case folding, as the SQLite backend does.
+        let q = query.trim().to_ascii_lowercase();
+        if q.is_empty() || scope.project_ids.is_empty() || limit <= 0 {
+            return Ok(Vec::new());
+        }
+        let prefix = format!("{}%", like_escape(&q));
+        // Three passes, each filling what the previous left: exact, prefix, substring; within a
+        // pass, name matches before qualified-name matches, exported first, shorter first. Ties
+        // sort in byte order (COLLATE "C"), as SQLite does.
+        let phases = [
+            (
+                "(lower(s.name) = $1 OR lower(s.qualified_name) = $1)",
+                "(lower(s.name) = $1) DESC, s.exported DESC, length(s.qualified_name), s.qualified_name COLLATE \"C\"",
+            ),
+            (
+                "(lower(s.name) LIKE $2 OR lower(s.qualified_name) LIKE $2)",
+                "(lower(s.name) LIKE $2) DESC, s.exported DESC, length(s.name), s.name COLLATE \"C\"",
+            ),
+            (
+                "(strpos(lower(s.name), $1) > 0 OR strpos(lower(s.qualified_name), $1) > 0)",
+                "(strpos(lower(s.name), $1) > 0) DESC, s.exported DESC, length(s.name), s.name COLLATE \"C\"",
+            ),
+        ];
+        let mut out: Vec<SymbolView> = Vec::new();
+        for (condition, order) in phases {
+            let remaining = limit - out.len() as i64;
+            if remaining <= 0 {
+                break;
+            }
+            let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
+            let sql = format!(
+                "SELECT s.id, s.project_id, f.path, s.name, s.qualified_name, s.kind, s.signature, s.start_line, \
+                 s.end_line, s.exported \
+                 FROM symbols s JOIN files f ON f.id = s.file_id \
+                 WHERE {condition} \
+                 AND s.project_id = ANY($3::int8[]) \
+                 AND (cardinality($4::text[]) = 0 OR f.language = ANY($4::text[])) \
+                 AND NOT (s.id = ANY($5::int8[])) \
+                 ORDER BY {order}, f.path COLLATE \"C\", s.id LIMIT $6"
+            );
+            let rows = sqlx::query(&sql)
+                .bind(&q)
+                .bind(&prefix)
+                .bind(&scope.project_ids)
+                .bind(&scope.languages)
+                .bind(&seen)
+                .bind(remaining)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db_err)?;
+            for row in &rows {
+                out.push(SymbolView {
+                    id: col(row, "id")?,
+                    project_id: col(row, "project_id")?,
+                    path: col(row, "path")?,
+                    name: col(row, "name")?,
+                    qualified_name: col(row, "qualified_name")?,
+                    kind: col(row, "kind")?,
+                    signature: col(row, "signature")?,
+                    start_line: col(row, "start_line")?,
+                    end_line: col(row, "end_line")?,
+                    exported: col(row, "exported")?,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        // In the order given.
+        let rows = sqlx::query(concat!(
+            "SELECT v.* FROM unnest($1::int8[]) WITH ORDINALITY AS j(id, ord) JOIN (",
+            chunk_view_select!(),
+            ") v ON v.id = j.id ORDER BY j.ord"
+        ))
+        .bind(ids)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(chunk_from_row).collect()
+    }
+
+    async fn chunk_at(&self, project_id: i64, path: &str, line: i32) -> Result<Option<ChunkView>> {
+        let row = sqlx::query(concat!(
+            chunk_view_select!(),
+            " WHERE f.project_id = $1 AND f.path = $2 AND c.start_line <= $3 AND c.end_line >= $3 ",
+            "ORDER BY c.ordinal LIMIT 1"
+        ))
+        .bind(project_id)
+        .bind(path)
+        .bind(line)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(chunk_from_row).transpose()
+    }
+
+    async fn import_neighbours(
+        &self,
+        project_id: i64,
+        path: &str,
+        reverse: bool,
+        depth: u32,
+    ) -> Result<Vec<(String, u32)>> {
+        if depth == 0 {
+            return Ok(Vec::new());
+        }
+        // UNION drops repeated (file, distance) pairs and the walk stops at the depth, so cycles
+        // terminate; the minimum distance per file is taken at the end. No shortest path is longer
+        // than the project has files, so the depth is capped there (the maintained counter, not a
+        // count), which bounds the walk by edges x files however large a depth is asked for.
+        let step = if reverse {
+            "SELECT i.file_id, w.distance + 1 FROM walk w JOIN imports i ON i.resolved_file_id = w.file_id \
+             WHERE w.distance < (SELECT d FROM cap)"
+        } else {
+            "SELECT i.resolved_file_id, w.distance + 1 FROM walk w JOIN imports i ON i.file_id = w.file_id \
+             WHERE w.distance < (SELECT d FROM cap) AND i.resolved_file_id IS NOT NULL"
+        };
+        let sql = format!(
+            "WITH RECURSIVE \
+               cap(d) AS (SELECT least($3::int8, total_files) FROM projects WHERE id = $1), \
+               start(id) AS (SELECT id FROM files WHERE project_id = $1 AND path = $2), \
+               walk(file_id, distance) AS (SELECT id, 0::int8 FROM start UNION {step}) \
+             SELECT f.path, min(w.distance)::int8 AS distance FROM walk w JOIN files f ON f.id = w.file_id \
+             WHERE w.file_id NOT IN (SELECT id FROM start) \
+             GROUP BY f.path ORDER BY distance, f.path COLLATE \"C\""
+        );
+        let rows = sqlx::query(&sql)
+            .bind(project_id)
+            .bind(path)
+            .bind(i64::from(depth))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let distance: i64 = col(row, "distance")?;
+                Ok((col(row, "path")?, u32::try_from(distance).unwrap_or(u32::MAX)))
+            })
+            .collect()
+    }
+
+    // Index runs.
+
+    async fn create_run(
+        &self,
+        project_id: i64,
+        trigger: &str,
+        paths: Option<&[String]>,
+        commit: Option<&str>,
+    ) -> Result<IndexRun> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO index_runs (project_id, \"trigger\", paths, commit_sha) VALUES ($1, $2, $3, $4) RETURNING ",
+            run_cols!()
+        ))
+        .bind(project_id)
+        .bind(trigger)
+        .bind(paths)
+        .bind(commit)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        run_from_row(&row)
+    }
+
+    async fn lease_run(&self, owner: &str, lease_secs: i64) -> Result<Option<IndexRun>> {
+        check_lease(lease_secs)?;
+        // SKIP LOCKED: a run another worker is taking right now is passed over, not waited for.
+        let row = sqlx::query(concat!(
+            "UPDATE index_runs SET status = 'running', lease_owner = $1, ",
+            "lease_expires_at = clock_timestamp() + make_interval(secs => $2), ",
+            "started_at = coalesce(started_at, clock_timestamp()) ",
+            "WHERE id = (SELECT id FROM index_runs WHERE status = 'queued' ",
+            "OR (status = 'running' AND lease_expires_at <= clock_timestamp()) ",
+            "ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
+            run_cols!()
+        ))
+        .bind(owner)
+        .bind(lease_secs as f64)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn heartbeat_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool> {
+        check_lease(lease_secs)?;
+        let done = sqlx::query(
+            "UPDATE index_runs SET lease_expires_at = clock_timestamp() + make_interval(secs => $3) \
+             WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .bind(lease_secs as f64)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn update_run_counts(&self, run_id: i64, counts: &RunCounts) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE index_runs SET files_indexed = $1, files_skipped = $2, files_deleted = $3, chunks = $4, \
+             chunks_embedded = $5, embedding_cache_hits = $6, tokens_embedded = $7 WHERE id = $8",
+        )
+        .bind(counts.files_indexed)
+        .bind(counts.files_skipped)
+        .bind(counts.files_deleted)
+        .bind(counts.chunks)
+        .bind(counts.chunks_embedded)
+        .bind(counts.embedding_cache_hits)
+        .bind(counts.tokens_embedded)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("index run {run_id}")));
+        }
+        Ok(())
+    }
+
+    async fn finish_run(&self, run_id: i64, status: RunStatus, error: Option<&str>) -> Result<()> {
+        if matches!(status, RunStatus::Queued | RunStatus::Running) {
+            return Err(StoreError::Invalid(format!("a run cannot finish as {}", status.name())));
+        }
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let done = sqlx::query(
+            "UPDATE index_runs SET status = $1, error = $2, finished_at = clock_timestamp(), \
+             lease_owner = NULL, lease_expires_at = NULL WHERE id = $3 AND status IN ('queued', 'running')",
+        )
+        .bind(status.name())
+        .bind(error)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            let current: Option<String> = sqlx::query_scalar("SELECT status FROM index_runs WHERE id = $1")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            return Err(match current {
+                None => StoreError::NotFound(format!("index run {run_id}")),
+                Some(current) => StoreError::Conflict(format!("index run {run_id} already {current}")),
+            });
+        }
+        tx.commit().await.map_err(db_err)
+    }
+
+    async fn run(&self, run_id: i64) -> Result<Option<IndexRun>> {
+        let row = sqlx::query(concat!("SELECT ", run_cols!(), " FROM index_runs WHERE id = $1"))
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn add_run_event(
+        &self,
+        run_id: i64,
+        phase: &str,
+        event: &str,
+        message: Option<&str>,
+        data: serde_json::Value,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO index_run_events (run_id, phase, event, message, data) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(run_id)
+        .bind(phase)
+        .bind(event)
+        .bind(message)
+        .bind(&data)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(())
+    }
+
+    async fn run_events(&self, run_id: i64) -> Result<Vec<RunEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, phase, event, message, data, created_at FROM index_run_events \
+             WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                Ok(RunEvent {
+                    id: col(row, "id")?,
+                    run_id: col(row, "run_id")?,
+                    phase: col(row, "phase")?,
+                    event: col(row, "event")?,
+                    message: col(row, "message")?,
+                    data: col(row, "data")?,
+                    created_at: col(row, "created_at")?,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Inserts a file's symbols with one statement. Their ids are drawn from the sequence first, so
+/// `parent` (an index into the same list) becomes `parent_id` in the same INSERT.
+async fn insert_symbols(
+    conn: &mut PgConnection,
+    project_id: i64,
+    file_id: i64,
+    write: &FileWrite,
+) -> Result<()> {
+    let n = write.symbols.len() as i64;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "SELECT nextval(pg_get_serial_sequence('symbols', 'id')) FROM generate_series(1, $1::int8)",
+    )
+    .bind(n)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    let s = &write.symbols;
+    let parents: Vec<Option<i64>> = s.iter().map(|s| s.parent.and_then(|p| ids.get(p).copied())).collect();
+    sqlx::query(
+        "INSERT INTO symbols (id, file_id, project_id, parent_id, name, qualified_name, kind, signature, \
+         start_line, end_line, start_byte, end_byte, exported) \
+         SELECT u.id, $1, $2, u.parent_id, u.name, u.qualified_name, u.kind, u.signature, u.start_line, \
+                u.end_line, u.start_byte, u.end_byte, u.exported \
+         FROM unnest($3::int8[], $4::int8[], $5::text[], $6::text[], $7::text[], $8::text[], $9::int4[], \
+                     $10::int4[], $11::int8[], $12::int8[], $13::bool[]) \
+              AS u(id, parent_id, name, qualified_name, kind, signature, start_line, end_line, start_byte, \
+                   end_byte, exported)",
+    )
+    .bind(file_id)
+    .bind(project_id)
+    .bind(&ids)
+    .bind(&parents)
+    .bind(s.iter().map(|s| s.name.as_str()).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.qualified_name.as_str()).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.kind.as_str()).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.signature.as_str()).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.start_line).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.end_line).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.start_byte).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.end_byte).collect::<Vec<_>>())
+    .bind(s.iter().map(|s| s.exported).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Inserts a file's import edges with one statement. The per-edge name lists travel as JSON,
+/// since PostgreSQL arrays cannot be ragged.
+async fn insert_imports(
+    conn: &mut PgConnection,
+    project_id: i64,
+    file_id: i64,
+    write: &FileWrite,
+) -> Result<()> {
+    let i = &write.imports;
+    let names: Vec<serde_json::Value> = i.iter().map(|imp| serde_json::json!(imp.names)).collect();
+    sqlx::query(
+        "INSERT INTO imports (file_id, project_id, specifier, resolved_path, external_package, kind, names, line) \
+         SELECT $1, $2, u.specifier, u.resolved_path, u.external_package, u.kind, \
+                ARRAY(SELECT jsonb_array_elements_text(u.names)), u.line \
+         FROM unnest($3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::int4[]) WITH ORDINALITY \
+              AS u(specifier, resolved_path, external_package, kind, names, line, ord) \
+         ORDER BY u.ord",
+    )
+    .bind(file_id)
+    .bind(project_id)
+    .bind(i.iter().map(|imp| imp.specifier.as_str()).collect::<Vec<_>>())
+    .bind(i.iter().map(|imp| imp.resolved_path.as_deref()).collect::<Vec<_>>())
+    .bind(i.iter().map(|imp| imp.external_package.as_deref()).collect::<Vec<_>>())
+    .bind(i.iter().map(|imp| imp.kind.as_str()).collect::<Vec<_>>())
+    .bind(&names)
+    .bind(i.iter().map(|imp| imp.line).collect::<Vec<_>>())
+    .execute(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    Ok(())
+}
+
+/// Writes a file's chunks with one binary COPY.
+async fn copy_chunks(
+    conn: &mut PgConnection,
+    project_id: i64,
+    file_id: i64,
+    write: &FileWrite,
+    run_id: Option<i64>,
+    commit: Option<&str>,
+) -> Result<()> {
+    let mut copy = conn
+        .copy_in_raw(
+            "COPY chunks (file_id, project_id, ordinal, content, content_hash, start_line, end_line, start_byte, \
+             end_byte, symbol_path, kind, language, token_count, commit_sha, index_run_id, lexical) \
+             FROM STDIN (FORMAT binary)",
+        )
+        .await
+        .map_err(db_err)?;
+    let mut buf = CopyBuf::new();
+    for c in &write.chunks {
+        buf.row(16);
+        buf.i64(file_id);
+        buf.i64(project_id);
+        buf.i32(c.ordinal);
+        buf.text(&c.content);
+        buf.text(&c.content_hash);
+        buf.i32(c.start_line);
+        buf.i32(c.end_line);
+        buf.i64(c.start_byte);
+        buf.i64(c.end_byte);
+        buf.text(&c.symbol_path);
+        buf.text(&c.kind);
+        buf.text(&c.language);
+        buf.i32(c.token_count);
+        buf.opt_text(commit);
+        buf.opt_i64(run_id);
+        buf.text(&c.lexical);
+        if buf.len() >= COPY_CHUNK_BYTES {
+            copy.send(buf.take()).await.map_err(db_err)?;
+        }
+    }
+    copy.send(buf.finish()).await.map_err(db_err)?;
+    copy.finish().await.map_err(db_err)?;
+    Ok(())
+}
+
+/// A buffer in PostgreSQL's binary COPY format: a header, then tuples of length-prefixed fields
+/// in each type's binary send format, then a trailer.
+struct CopyBuf {
+    buf: Vec<u8>,
+}
+
+impl CopyBuf {
+    const SIGNATURE: &'static [u8] = b"PGCOPY\n\xff\r\n\0";
+    /// `real`'s type oid, written into binary arrays.
+    const FLOAT4_OID: i32 = 700;
+
+    fn new() -> CopyBuf {
+        let mut buf = Vec::with_capacity(64 * 1024);
+        buf.extend_from_slice(Self::SIGNATURE);
+        buf.extend_from_slice(&0i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0i32.to_be_bytes()); // header extension length
+        CopyBuf { buf }
+    }
+
+    fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The bytes so far, leaving the buffer empty for more tuples.
+    fn take(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.buf)
+    }
+
+    /// The remaining bytes with the trailer.
+    fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1i16).to_be_bytes());
+        self.buf
+    }
+
+    fn row(&mut self, fields: i16) {
+        self.buf.extend_from_slice(&fields.to_be_bytes());
+    }
+
+    fn field(&mut self, bytes: &[u8]) {
+        // Field lengths are i32; a chunk's text is far below 2 GiB.
+        self.buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+    }
+
+    fn null(&mut self) {
+        self.buf.extend_from_slice(&(-1i32).to_be_bytes());
+    }
+
+    fn text(&mut self, s: &str) {
+        self.field(s.as_bytes());
+    }
+
+    fn opt_text(&mut self, s: Option<&str>) {
+        match s {
+            Some(s) => self.text(s),
+            None => self.null(),
+        }
+    }
+
+    fn i32(&mut self, v: i32) {
+        self.field(&v.to_be_bytes());
+    }
+
+    fn i64(&mut self, v: i64) {
+        self.field(&v.to_be_bytes());
+    }
+
+    fn opt_i64(&mut self, v: Option<i64>) {
+        match v {
+            Some(v) => self.i64(v),
+            None => self.null(),
+        }
+    }
+
+    /// pgvector's `vector` binary format: dimensions (i16), an unused i16, then the floats.
+    fn vector(&mut self, v: &[f32]) -> Result<()> {
+        let dims = i16::try_from(v.len())
+            .map_err(|_| StoreError::Invalid(format!("a vector of {} dimensions is too long", v.len())))?;
+        self.buf.extend_from_slice(&(4 + 4 * v.len() as i32).to_be_bytes());
+        self.buf.extend_from_slice(&dims.to_be_bytes());
+        self.buf.extend_from_slice(&0i16.to_be_bytes());
+        for x in v {
+            self.buf.extend_from_slice(&x.to_be_bytes());
+        }
+        Ok(())
+    }
+
+    /// A one-dimensional `real[]` without nulls: header (dimensions, has-nulls flag, element
+    /// type, length, lower bound), then each element length-prefixed.
+    fn real_array(&mut self, v: &[f32]) -> Result<()> {
+        let len = i32::try_from(v.len())
+            .ok()
+            .filter(|n| *n <= (i32::MAX - 20) / 8)
+            .ok_or_else(|| StoreError::Invalid(format!("a vector of {} dimensions is too long", v.len())))?;
+        self.buf.extend_from_slice(&(20 + 8 * len).to_be_bytes());
+        for word in [1i32, 0, Self::FLOAT4_OID, len, 1] {
+            self.buf.extend_from_slice(&word.to_be_bytes());
+        }
+        for x in v {
+            self.buf.extend_from_slice(&4i32.to_be_bytes());
+            self.buf.extend_from_slice(&x.to_be_bytes());
+        }
+        Ok(())
+    }
+}
+
+/// Checks what the schema cannot: symbol parents point inside the same file's list.
+fn validate_write(write: &FileWrite) -> Result<()> {
+    for (i, symbol) in write.symbols.iter().enumerate() {
+        if let Some(parent) = symbol.parent
+            && (parent >= write.symbols.len() || parent == i)
+        {
+            return Err(StoreError::Invalid(format!(
+                "{}: symbol {} has parent {parent}, outside its file's {} symbols or itself",
+                write.file.path,
+                symbol.name,
+                write.symbols.len()
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn check_lease(secs: i64) -> Result<()> {
+    if !(0..=366 * 24 * 3600).contains(&secs) {
+        return Err(StoreError::Invalid(format!("lease of {secs} seconds")));
+    }
+    Ok(())
+}
+
+/// The tsquery for a list of terms, in tsquery's input syntax so nothing is re-parsed: each
+/// term lowercased and quoted as a lexeme (a term with spaces becomes a phrase of its words), a
+/// trailing `*` kept as a prefix search, all ORed. Terms without a word character are dropped, as
+/// the SQLite backend drops them. `None` when no term is left.
+fn ts_query(terms: &[String]) -> Option<String> {
+    let parts: Vec<String> = terms
+        .iter()
+        .filter_map(|term| {
+            let term = term.trim();
+            let (body, prefix) = match term.strip_suffix('*') {
+                Some(body) => (body.trim_end_matches('*'), true),
+                None => (term, false),
+            };
+            if !body.chars().any(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+                return None;
+            }
+            let body = body.to_lowercase();
+            // Longer than a lexeme may be: no document holds it.
+            if body.split_whitespace().any(|word| word.len() >= 2048) {
+                return None;
+            }
+            let mut phrase: Vec<String> = body
+                .split_whitespace()
+                .map(|word| format!("'{}'", word.replace('\\', "\\\\").replace('\'', "''")))
+                .collect();
+            if prefix && let Some(last) = phrase.last_mut() {
+                last.push_str(":*");
+            }
+            Some(format!("({})", phrase.join(" <-> ")))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join(" | "))
+}
+
+/// Escapes LIKE's wildcards (backslash is the default escape character).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// Maps a driver error to a typed store error. Messages name constraints and relations, never
+/// SQL or values (PostgreSQL puts values in the error's detail, which is not used here).
+fn db_err(err: sqlx::Error) -> StoreError {
+    match err {
+        sqlx::Error::Database(ref db) => {
+            let message = db.message().to_string();
+            match db.kind() {
+                ErrorKind::UniqueViolation => {
+                    let key = db.constraint().unwrap_or("unique key");
+                    StoreError::Conflict(format!("duplicate {key}"))
+                }
+                ErrorKind::ForeignKeyViolation => {
+                    StoreError::Invalid("a referenced row does not exist (foreign key constraint)".into())
+                }
+                ErrorKind::CheckViolation | ErrorKind::NotNullViolation => StoreError::Invalid(message),
+                _ => {
+                    let code = db.code().map(|c| c.into_owned()).unwrap_or_default();
+                    match code.get(..2) {
+                        // Data exceptions (bad encoding, out of range, malformed values) and other
+                        // integrity violations.
+                        Some("22") | Some("23") => StoreError::Invalid(message),
+                        // Connection trouble, resources, shutdown, serialization failures and
+                        // deadlocks: worth retrying later.
+                        Some("08") | Some("53") | Some("57") | Some("40") => StoreError::Unavailable(err),
+                        _ => StoreError::Other(err),
+                    }
+                }
+            }
+        }
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed
+        | sqlx::Error::Configuration(_) => StoreError::Unavailable(err),
+        sqlx::Error::RowNotFound => StoreError::NotFound("row".into()),
+        sqlx::Error::Migrate(m) => migrate_err(*m),
+        other => StoreError::Other(other),
+    }
+}
+
+fn migrate_err(err: MigrateError) -> StoreError {
+    match err {
+        MigrateError::VersionMissing(v) => StoreError::Migration(format!(
+            "the database has migration {v}, which this binary does not know: it was written by a newer semdex"
+        )),
+        MigrateError::Execute(e) => match db_err(e) {
+            StoreError::Unavailable(e) => StoreError::Unavailable(e),
+            other => StoreError::Migration(other.to_string()),
+        },
+        other => StoreError::Migration(other.to_string()),
+    }
+}
+
+/// Reads a column, as a typed error rather than a panic.
+fn col<'r, T>(row: &'r PgRow, name: &str) -> Result<T>
+where
+    T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>,
+{
+    row.try_get(name).map_err(StoreError::Other)
+}
+
+fn project_from_row(row: &PgRow) -> Result<Project> {
+    Ok(Project {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        root_path: col(row, "root_path")?,
+        repository_url: col(row, "repository_url")?,
+        default_branch: col(row, "default_branch")?,
+        settings: col(row, "settings")?,
+        total_files: col(row, "total_files")?,
+        total_size_bytes: col(row, "total_size_bytes")?,
+        total_chunks: col(row, "total_chunks")?,
+        last_indexed_commit: col(row, "last_indexed_commit")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+fn token_from_row(row: &PgRow) -> Result<ApiToken> {
+    Ok(ApiToken {
+        id: col(row, "id")?,
+        user_id: col(row, "user_id")?,
+        name: col(row, "name")?,
+        token_hash: col(row, "token_hash")?,
+        prefix: col(row, "prefix")?,
+        scopes: col(row, "scopes")?,
+        expires_at: col(row, "expires_at")?,
+        last_used_at: col(row, "last_used_at")?,
+        revoked_at: col(row, "revoked_at")?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+fn run_from_row(row: &PgRow) -> Result<IndexRun> {
+    let status: String = col(row, "status")?;
+    let status = RunStatus::from_name(&status)
+        .ok_or_else(|| StoreError::Invalid(format!("stored run status {status:?}")))?;
+    Ok(IndexRun {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        trigger: col(row, "trigger")?,
+        status,
+        paths: col(row, "paths")?,
+        commit_sha: col(row, "commit_sha")?,
+        files_indexed: col(row, "files_indexed")?,
+        files_skipped: col(row, "files_skipped")?,
+        files_deleted: col(row, "files_deleted")?,
+        chunks: col(row, "chunks")?,
+        chunks_embedded: col(row, "chunks_embedded")?,
+        embedding_cache_hits: col(row, "embedding_cache_hits")?,
+        tokens_embedded: col(row, "tokens_embedded")?,
+        error: col(row, "error")?,
+        lease_owner: col(row, "lease_owner")?,
+        lease_expires_at: col(row, "lease_expires_at")?,
+        created_at: col(row, "created_at")?,
+        started_at: col(row, "started_at")?,
+        finished_at: col(row, "finished_at")?,
+    })
+}
+
+fn chunk_from_row(row: &PgRow) -> Result<ChunkView> {
+    Ok(ChunkView {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        project: col(row, "project")?,
+        path: col(row, "path")?,
+        ordinal: col(row, "ordinal")?,
+        content: col(row, "content")?,
+        content_hash: col(row, "content_hash")?,
+        start_line: col(row, "start_line")?,
+        end_line: col(row, "end_line")?,
+        symbol_path: col(row, "symbol_path")?,
+        kind: col(row, "kind")?,
+        language: col(row, "language")?,
+        token_count: col(row, "token_count")?,
+        commit_sha: col(row, "commit_sha")?,
+        index_run_id: col(row, "index_run_id")?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_buffer_has_header_fields_and_trailer() {
+        let mut buf = CopyBuf::new();
+        buf.row(2);
+        buf.i32(7);
+        buf.opt_text(None);
+        let bytes = buf.finish();
+        assert_eq!(&bytes[..11], CopyBuf::SIGNATURE);
+        assert_eq!(&bytes[19..21], &2i16.to_be_bytes());
+        assert_eq!(&bytes[21..25], &4i32.to_be_bytes());
+        assert_eq!(&bytes[25..29], &7i32.to_be_bytes());
+        assert_eq!(&bytes[29..33], &(-1i32).to_be_bytes());
+        assert_eq!(&bytes[33..], &(-1i16).to_be_bytes());
+    }
+
+    #[test]
+    fn vectors_encode_with_their_length() {
+        let mut buf = CopyBuf { buf: Vec::new() };
+        buf.vector(&[1.0, -2.0]).unwrap();
+        assert_eq!(&buf.buf[..4], &12i32.to_be_bytes());
+        assert_eq!(&buf.buf[4..6], &2i16.to_be_bytes());
+        assert_eq!(&buf.buf[8..12], &1.0f32.to_be_bytes());
+        let mut buf = CopyBuf { buf: Vec::new() };
+        buf.real_array(&[1.0, -2.0]).unwrap();
+        assert_eq!(buf.buf.len(), 4 + 20 + 16);
+        assert_eq!(&buf.buf[..4], &36i32.to_be_bytes());
+        assert!(CopyBuf { buf: Vec::new() }.vector(&vec![0.0; 40_000]).is_err());
+    }
+
+    #[test]
+    fn tsquery_quotes_terms_and_keeps_prefixes() {
+        let terms: Vec<String> = ["User_Id", "creat*", "it's a\\b", "!!!", "**"].map(String::from).to_vec();
+        assert_eq!(ts_query(&terms).as_deref(), Some("('user_id') | ('creat':*) | ('it''s' <-> 'a\\\\b')"));
+        assert_eq!(ts_query(&["-".to_string()]), None);
+        assert_eq!(ts_query(&[]), None);
+    }
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(like_escape("a_b%c\\d"), "a\\_b\\%c\\\\d");
+    }
+}

@@ -9,5 +9,7 @@ mod support;
 mod embed;
 /// The store suite, run against SQLite and PostgreSQL.
 mod store;
+/// PostgreSQL-specific store tests and the suite's PostgreSQL runner.
+mod store_pg;
 /// Vector indexes: HNSW recall against exact search, persistence.
 mod vector;
