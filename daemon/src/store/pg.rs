@@ -727,6 +727,21 @@ impl Store for PgStore {
         Ok(done.rows_affected())
     }
 
+    async fn touch_file(&self, project_id: i64, path: &str, size: i64, mtime_ns: i64) -> Result<()> {
+        let done = sqlx::query("UPDATE files SET size = $1, mtime_ns = $2 WHERE project_id = $3 AND path = $4")
+            .bind(size)
+            .bind(mtime_ns)
+            .bind(project_id)
+            .bind(path)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("file {path:?}")));
+        }
+        Ok(())
+    }
+
     // Embeddings.
 
     async fn register_model(&self, provider: &str, model: &str, dimensions: i32) -> Result<EmbeddingModel> {
@@ -917,6 +932,21 @@ impl Store for PgStore {
         .await
         .map_err(db_err)?;
         rows.iter().map(|row| Ok((col(row, "embedding_id")?, chunk_from_row(row)?))).collect()
+    }
+
+    async fn dense_search(
+        &self,
+        model: &EmbeddingModel,
+        query: &[f32],
+        scope: &SearchScope,
+        k: i64,
+    ) -> Result<Option<Vec<(i64, f32)>>> {
+        if !self.has_pgvector_column().await? {
+            return Ok(None);
+        }
+        // ef_search grows with k so the candidate list always holds k hits with room to spare.
+        let ef = (k.max(1) as u32).saturating_mul(2).max(40);
+        PgStore::dense_search(self, model.id, model.dimensions, query, Some(scope), k, ef).await.map(Some)
     }
 
     async fn embedding_ids_in_scope(&self, model_id: i64, scope: &SearchScope) -> Result<Vec<i64>> {
@@ -1154,6 +1184,22 @@ impl Store for PgStore {
         .await
         .map_err(db_err)?;
         row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn claim_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool> {
+        check_lease(lease_secs)?;
+        let done = sqlx::query(
+            "UPDATE index_runs SET status = 'running', lease_owner = $2, \
+             lease_expires_at = clock_timestamp() + make_interval(secs => $3), \
+             started_at = coalesce(started_at, clock_timestamp()) WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .bind(lease_secs as f64)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
     }
 
     async fn heartbeat_run(&self, run_id: i64, owner: &str, lease_secs: i64) -> Result<bool> {

@@ -4,11 +4,13 @@
 
 mod exact;
 mod hnsw;
+mod local;
 
 use std::path::PathBuf;
 
 pub use self::exact::ExactIndex;
 pub use self::hnsw::{Extent, HnswIndex, HnswParams, SearchPath};
+pub use self::local::{LocalVectorError, LocalVectors};
 
 /// A nearest-neighbour hit: embedding id and cosine similarity (higher is better).
 #[derive(Debug, Clone, Copy, PartialEq)]
