@@ -776,14 +776,13 @@ impl Store for PgStore {
         if limit <= 0 {
             return Ok(Vec::new());
         }
-        // One representative chunk (the oldest) per missing hash; equal hashes mean equal text.
+        // One representative chunk (the oldest) per missing hash, in content-hash order as the
+        // trait promises; equal hashes mean equal text. DISTINCT ON walks the content_hash index.
         let rows = sqlx::query(
-            "SELECT content_hash, content FROM chunks WHERE id IN ( \
-                 SELECT min(c.id) FROM chunks c \
-                 WHERE ($2::int8 IS NULL OR c.project_id = $2) \
-                   AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = $1 AND e.content_hash = c.content_hash) \
-                 GROUP BY c.content_hash ORDER BY min(c.id) LIMIT $3) \
-             ORDER BY id",
+            "SELECT DISTINCT ON (c.content_hash) c.content_hash, c.content FROM chunks c \
+             WHERE ($2::int8 IS NULL OR c.project_id = $2) \
+               AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = $1 AND e.content_hash = c.content_hash) \
+             ORDER BY c.content_hash, c.id LIMIT $3",
         )
         .bind(model_id)
         .bind(project_id)
