@@ -18,9 +18,8 @@ use semdex::embed::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-// `embed_pending` and the cache against a real SQLite store live in `embed/cache.rs`. They need
-// `SqliteStore` (written on the `store-sqlite` branch); once it is merged, wire them in with:
-// mod cache;
+/// `embed_pending` and the embedding cache against a real SQLite store.
+mod cache;
 
 const KEY: &str = "sk-test-7f3a9c1e5b2d4680-SECRET";
 const DIMS: usize = 8;
