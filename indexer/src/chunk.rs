@@ -1,9 +1,47 @@
 //! AST-aware chunking: a chunk is a unit a reader recognises (a function, a method, a class or a
 //! slice of its members, a run of top-level statements), packed up to a token budget.
+//!
+//! How a file is cut, with a syntax tree:
+//!
+//! 1. The root's children are grouped into *units*: a node with the comments and decorators
+//!    directly above it (no blank line between) and the `;`, `,` or same-line comment right after
+//!    it. A comment separated by a blank line is a unit of its own.
+//! 2. A unit within the budget becomes one *atom*. A larger one is replaced by the units of its
+//!    node's children, recursively (a class by its header tokens and members, a function by its
+//!    header and the statements of its body), so its first part carries its header and comments.
+//!    A unit with no children, or nested deeper than [`MAX_SPLIT_DEPTH`] splits, is cut into
+//!    lines instead; a single line over the budget is cut at whitespace. The traversal uses an
+//!    explicit stack, so deep trees cannot overflow the call stack.
+//! 3. Atoms are packed in order. Every cut between two atoms has a priority: between two units
+//!    (statements, declarations, members, comments), shallower first; then where a header ends
+//!    and a body starts; then before a closing token; then inside a header or an expression;
+//!    between lines and words of an oversized leaf after that; between a comment and what it
+//!    documents last. A chunk grows while it stays within `max_tokens`; a cut is
+//!    forced around the parts of a split unit (they never share a chunk with its siblings); and
+//!    once a chunk holds `min_tokens` it stops at the next boundary of a declaration (function,
+//!    class, method, interface ...), so small declarations merge but large ones stand alone.
+//!    When the next atom does not fit, the chunk is cut at its best boundary instead of the last.
+//!    Every chunk's tokens are then counted exactly with [`count_tokens`] and a chunk over the
+//!    budget is cut again at its best boundary.
+//!
+//! Without a tree (the parse was refused or timed out, or the tree does not match the text), the
+//! file is cut into lines packed to the budget, preferring blank lines as cuts.
+//!
+//! Decisions:
+//! - A single line over the budget is cut at whitespace; a run without whitespace over the budget
+//!   stays whole, as an oversized chunk within one line. That is the only way a chunk exceeds
+//!   `max_tokens`, and it never cuts inside a word.
+//! - The symbol path lists the symbols that enclose the whole chunk, outermost first. Leading
+//!   comments, decorators and `export`/`const`-like keywords are left out of the comparison, so a
+//!   documented method is still inside its method's range. A chunk that holds several top-level
+//!   symbols has an empty path, as does one with top-level statements.
+//! - Chunks cover every non-whitespace byte of the file exactly once, in order; each starts and
+//!   ends on a non-whitespace character; the gaps between them are whitespace.
 
 use crate::extract::Symbol;
 use crate::hash::ContentHash;
 use crate::lang::Language;
+use crate::tokens::{count_tokens, count_tokens_milli, count_tokens_milli_within};
 
 /// Bumped whenever the chunker's output for the same input can change; stored with each file so
 /// a new chunker re-chunks exactly the files chunked by an older one.
@@ -119,7 +157,779 @@ impl Chunker {
         tree: Option<&tree_sitter::Tree>,
         symbols: &[Symbol],
     ) -> Vec<Chunk> {
-        let _ = (language, text, tree, symbols, self.min_tokens);
-        todo!("chunk helper")
+        if text.trim().is_empty() {
+            return Vec::new();
+        }
+        let atoms = tree.and_then(|tree| tree_atoms(text, tree, self.max_tokens)).unwrap_or_else(|| {
+            let mut atoms = Vec::new();
+            push_lines(text, 0, text.len(), Boundary::LINE, false, self.max_tokens, &mut atoms);
+            atoms
+        });
+        let groups = self.pack(text, &atoms);
+        let lines = LineIndex::new(text);
+        groups
+            .iter()
+            .enumerate()
+            .map(|(ordinal, group)| {
+                let first = &atoms[group.start];
+                let last = &atoms[group.end - 1];
+                let (start_byte, end_byte) = (first.start, last.end);
+                let chunk_text = &text[start_byte..end_byte];
+                Chunk {
+                    ordinal: u32::try_from(ordinal).unwrap_or(u32::MAX),
+                    start_line: lines.line_of(start_byte),
+                    end_line: lines.line_of(end_byte - 1),
+                    start_byte,
+                    end_byte,
+                    symbol_path: symbol_path(&atoms[group.start..group.end], start_byte, end_byte, symbols),
+                    kind: kind_of(&atoms[group.start..group.end]),
+                    language,
+                    token_count: group.tokens,
+                    content_hash: ContentHash::of(chunk_text.as_bytes()),
+                }
+            })
+            .collect()
+    }
+
+    /// Packs atoms into chunks (see the module docs); returns atom index ranges with their exact
+    /// token counts.
+    fn pack(&self, text: &str, atoms: &[Atom]) -> Vec<Group> {
+        // Estimates add up thousandths of tokens, rounded once per chunk by the exact count.
+        let max = u64::from(self.max_tokens) * 1000;
+        let min = u64::from(self.min_tokens) * 1000;
+        let mut groups = Vec::new();
+        // Estimated tokens of atoms[i..=i + k], for choosing a cut when the next atom overflows.
+        let mut cumulative: Vec<u64> = Vec::new();
+        let mut i = 0;
+        while i < atoms.len() {
+            cumulative.clear();
+            let mut tokens = atoms[i].milli;
+            cumulative.push(tokens);
+            let mut j = i + 1;
+            while j < atoms.len() {
+                let before = atoms[j].before;
+                if before.forced || (before.symbol && tokens >= min) {
+                    break;
+                }
+                let next = tokens + gap_milli(&text[atoms[j - 1].end..atoms[j].start]) + atoms[j].milli;
+                if next > max {
+                    j = best_cut(atoms, i, j, &cumulative, min);
+                    break;
+                }
+                tokens = next;
+                cumulative.push(tokens);
+                j += 1;
+            }
+            self.push_verified(text, atoms, i, j, &mut groups);
+            i = j;
+        }
+        groups
+    }
+
+    /// Adds atoms[start..end] as one chunk, or as several when its exact token count is over
+    /// the budget (the estimate used while packing adds up atoms and can be off at their seams).
+    fn push_verified(&self, text: &str, atoms: &[Atom], start: usize, end: usize, groups: &mut Vec<Group>) {
+        let mut pending = vec![(start, end)];
+        while let Some((a, b)) = pending.pop() {
+            let tokens = count_tokens(&text[atoms[a].start..atoms[b - 1].end]);
+            let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
+            if tokens <= self.max_tokens || b - a == 1 {
+                groups.push(Group { start: a, end: b, tokens });
+                continue;
+            }
+            // Cut at the best boundary, the one nearest the middle among equals.
+            let middle = a + (b - a) / 2;
+            let cut = (a + 1..b)
+                .max_by_key(|&k| (atoms[k].before.priority, std::cmp::Reverse(k.abs_diff(middle))))
+                .unwrap_or(middle);
+            // The stack pops the first half first, keeping chunks in order.
+            pending.push((cut, b));
+            pending.push((a, cut));
+        }
+    }
+}
+
+/// A chunk under construction: a range of atoms and its exact token count.
+#[derive(Debug, Clone, Copy)]
+struct Group {
+    start: usize,
+    end: usize,
+    tokens: u32,
+}
+
+/// The cut to make when atoms[i..j] fit but atoms[j] does not: a boundary `k` in `i + 1..=j`
+/// that leaves at least `min` tokens before it if possible, with the best priority, the latest
+/// among equals.
+fn best_cut(atoms: &[Atom], i: usize, j: usize, cumulative: &[u64], min: u64) -> usize {
+    (i + 1..=j).max_by_key(|&k| (cumulative[k - i - 1] >= min, atoms[k].before.priority, k)).unwrap_or(j)
+}
+
+/// Estimated thousandths of tokens of the whitespace between two atoms: a line break and
+/// indentation are about two tokens; a single space usually merges into the next token.
+fn gap_milli(gap: &str) -> u64 {
+    if gap.contains('\n') {
+        2000
+    } else if gap.len() > 1 {
+        1000
+    } else {
+        0
+    }
+}
+
+/// Deeper than this many nested splits, an oversized node is cut into lines instead: it bounds
+/// the work on pathological nesting, and chunks that deep would not be readable units anyway.
+const MAX_SPLIT_DEPTH: usize = 48;
+
+/// An indivisible slice of the file that the packer places into chunks.
+#[derive(Debug, Clone, Copy)]
+struct Atom {
+    /// Byte range, trimmed: it starts and ends on non-whitespace.
+    start: usize,
+    end: usize,
+    /// Estimated thousandths of tokens.
+    milli: u64,
+    /// The cut between the previous atom and this one.
+    before: Boundary,
+    origin: Origin,
+    /// Part of a unit that was too large and was split.
+    in_split: bool,
+    /// The range compared with symbol ranges for the symbol path; `None` for comments,
+    /// decorators, `export`-like keywords and trailing punctuation.
+    core: Option<(usize, usize)>,
+}
+
+/// Where an atom comes from; decides the chunk kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// A whole unit (statement, declaration, member, comment).
+    Unit { symbol: bool },
+    /// Any other node: a keyword, a name, a header part, an expression.
+    Node,
+    /// A line, or a word of an overlong line.
+    Line,
+}
+
+/// How good a cut between two atoms is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Boundary {
+    /// Higher is a better place to cut.
+    priority: u8,
+    /// The packer always cuts here.
+    forced: bool,
+    /// Next to a declaration: the packer cuts here once a chunk has `min_tokens`.
+    symbol: bool,
+}
+
+impl Boundary {
+    /// Between a comment or decorator and what it documents, or a node and its trailing `;`.
+    const ATTACHED: Boundary = Boundary { priority: 0, forced: false, symbol: false };
+    /// Between two words of an overlong line.
+    const WORD: Boundary = Boundary { priority: 1, forced: false, symbol: false };
+    /// Between two lines.
+    const LINE: Boundary = Boundary { priority: 5, forced: false, symbol: false };
+    /// Between two lines separated by a blank line.
+    const PARAGRAPH: Boundary = Boundary { priority: 6, forced: false, symbol: false };
+
+    /// Between two siblings `depth` splits deep. Best between two units; then where a header
+    /// ends and a body of units starts (`class A {` | members); then before a closing token
+    /// (`}`); worst inside a header or an expression (`export` | `function`).
+    fn between(depth: usize, previous: &Unit, next: &Unit) -> Boundary {
+        let depth = depth.min(20) as u8;
+        let units = previous.unit && next.unit;
+        let priority = match (previous.unit, next.unit) {
+            // `export` | `function f() {`: the keyword belongs to what follows.
+            _ if previous.wrapper => 2,
+            (true, true) => 70 - depth,
+            (false, true) => 40 - depth,
+            (true, false) => 15,
+            (false, false) => 10,
+        };
+        Boundary {
+            priority,
+            forced: units && (previous.oversized || next.oversized),
+            symbol: units && (previous.symbol || next.symbol),
+        }
+    }
+}
+
+/// Siblings grouped with their attachments: children[first..main] lead (comments, decorators),
+/// children[main + 1..=last] trail (`;`, `,`, a same-line comment).
+#[derive(Debug, Clone, Copy)]
+struct Unit {
+    first: usize,
+    main: usize,
+    last: usize,
+    /// Trimmed byte range of the whole unit.
+    start: usize,
+    end: usize,
+    /// Exact tokens and the unrounded estimate (both saturated when over the budget).
+    tokens: u32,
+    milli: u64,
+    oversized: bool,
+    /// A statement, declaration, member or comment (as opposed to a token or an expression).
+    unit: bool,
+    /// A declaration: function, class, method, interface ...
+    symbol: bool,
+    /// A keyword that leads a declaration: `export`, `default`, `declare`, `const` ...
+    wrapper: bool,
+    core: Option<(usize, usize)>,
+}
+
+/// Work left for the tree traversal, kept on an explicit stack.
+enum Work<'t> {
+    /// Split a node: its children become units `depth` splits deep. `carry` is the estimate of
+    /// what must stay glued in front of its first child (the comments and keywords before it).
+    Expand {
+        node: tree_sitter::Node<'t>,
+        depth: usize,
+        before: Boundary,
+        carry: u64,
+    },
+    Atom(Atom),
+    /// Cut a byte range into lines.
+    Lines {
+        start: usize,
+        end: usize,
+        before: Boundary,
+        in_split: bool,
+    },
+}
+
+/// The atoms of a file from its syntax tree, or `None` when the tree does not fit the text.
+fn tree_atoms(text: &str, tree: &tree_sitter::Tree, max_tokens: u32) -> Option<Vec<Atom>> {
+    let root = tree.root_node();
+    if root.end_byte() > text.len() {
+        return None;
+    }
+    let mut atoms = Vec::new();
+    let first = Boundary { priority: 70, forced: false, symbol: false };
+    let mut stack = vec![Work::Expand { node: root, depth: 0, before: first, carry: 0 }];
+    let mut children = Vec::new();
+    let mut units = Vec::new();
+    while let Some(work) = stack.pop() {
+        match work {
+            Work::Atom(atom) => atoms.push(atom),
+            Work::Lines { start, end, before, in_split } => {
+                push_lines(text, start, end, before, in_split, max_tokens, &mut atoms)
+            }
+            Work::Expand { node, depth, before, carry } => {
+                children.clear();
+                children.extend(node.children(&mut node.walk()));
+                group_units(text, &children, max_tokens, &mut units)?;
+                let carries = glue_carries(&children, &mut units, carry, max_tokens);
+                let in_split = depth > 0;
+                // Pushed in reverse so they pop in order.
+                for k in (0..units.len()).rev() {
+                    let unit = units[k];
+                    let before = if k == 0 { before } else { Boundary::between(depth, &units[k - 1], &unit) };
+                    let carry = carries[k];
+                    push_unit(
+                        text, &children, &unit, depth, before, carry, in_split, max_tokens, &mut stack,
+                    )?;
+                }
+            }
+        }
+    }
+    fill_gaps(text, atoms, max_tokens)
+}
+
+/// Marks as oversized the units that fit alone but not with what is glued in front of them: a
+/// declaration with its doc comment and `export`, a body after its function's header. Splitting
+/// those, rather than cutting before them, keeps comments and headers with what they introduce.
+/// Returns each unit's carry: the thousandths of tokens glued in front of it, which reset at
+/// every unit.
+fn glue_carries(
+    children: &[tree_sitter::Node<'_>],
+    units: &mut [Unit],
+    carry: u64,
+    max_tokens: u32,
+) -> Vec<u64> {
+    let mut carries = Vec::with_capacity(units.len());
+    let mut glued = carry;
+    for unit in units.iter_mut() {
+        carries.push(glued);
+        if glued > 0
+            && children[unit.main].child_count() > 0
+            && tokens_of(unit.milli.saturating_add(glued)) > max_tokens
+        {
+            unit.oversized = true;
+        }
+        glued = if unit.unit { 0 } else { glued.saturating_add(unit.milli) };
+    }
+    carries
+}
+
+/// Schedules one unit: as an atom when it fits, split into its node's children or into lines
+/// when it does not.
+#[allow(clippy::too_many_arguments)]
+fn push_unit<'t>(
+    text: &str,
+    children: &[tree_sitter::Node<'t>],
+    unit: &Unit,
+    depth: usize,
+    before: Boundary,
+    carry: u64,
+    in_split: bool,
+    max_tokens: u32,
+    stack: &mut Vec<Work<'t>>,
+) -> Option<()> {
+    if !unit.oversized {
+        let origin = if unit.unit { Origin::Unit { symbol: unit.symbol } } else { Origin::Node };
+        stack.push(Work::Atom(Atom {
+            start: unit.start,
+            end: unit.end,
+            milli: unit.milli,
+            before,
+            origin,
+            in_split,
+            core: unit.core,
+        }));
+        return Some(());
+    }
+    let main = children[unit.main];
+    if main.child_count() == 0 || depth + 1 > MAX_SPLIT_DEPTH {
+        stack.push(Work::Lines { start: unit.start, end: unit.end, before, in_split });
+        return Some(());
+    }
+    // Trailing attachments, the node's children, then leading attachments (reversed order).
+    for k in (unit.main + 1..=unit.last).rev() {
+        push_piece(text, children[k], Boundary::ATTACHED, true, max_tokens, stack)?;
+    }
+    let before_main = if unit.first < unit.main { Boundary::ATTACHED } else { before };
+    let leading = match unit.first < unit.main {
+        true => match trim(text, children[unit.first].start_byte(), children[unit.main - 1].end_byte())? {
+            Some((start, end)) => count_tokens_milli(&text[start..end]),
+            None => 0,
+        },
+        false => 0,
+    };
+    stack.push(Work::Expand {
+        node: main,
+        depth: depth + 1,
+        before: before_main,
+        carry: carry.saturating_add(leading),
+    });
+    for k in (unit.first..unit.main).rev() {
+        let before = if k == unit.first { before } else { Boundary::ATTACHED };
+        push_piece(text, children[k], before, true, max_tokens, stack)?;
+    }
+    Some(())
+}
+
+/// Schedules an attachment of a split unit as an atom of its own (or lines if oversized).
+fn push_piece(
+    text: &str,
+    node: tree_sitter::Node<'_>,
+    before: Boundary,
+    in_split: bool,
+    max_tokens: u32,
+    stack: &mut Vec<Work<'_>>,
+) -> Option<()> {
+    let Some((start, end)) = trim(text, node.start_byte(), node.end_byte())? else {
+        return Some(());
+    };
+    match count_tokens_milli_within(&text[start..end], u64::from(max_tokens) * 1000) {
+        Some(milli) => stack.push(Work::Atom(Atom {
+            start,
+            end,
+            milli,
+            before,
+            origin: Origin::Node,
+            in_split,
+            core: None,
+        })),
+        None => stack.push(Work::Lines { start, end, before, in_split }),
+    }
+    Some(())
+}
+
+/// Groups sibling nodes into units (see [`Unit`]); `None` when a range does not fit the text.
+fn group_units(
+    text: &str,
+    children: &[tree_sitter::Node<'_>],
+    max_tokens: u32,
+    units: &mut Vec<Unit>,
+) -> Option<()> {
+    units.clear();
+    // Index of the first comment or decorator waiting for the node it documents.
+    let mut pending: Option<usize> = None;
+    for (idx, child) in children.iter().enumerate() {
+        if pending.is_none()
+            && let Some(last) = units.last_mut()
+            && is_trailing(text, *child, children[last.last].end_byte())?
+        {
+            last.last = idx;
+            continue;
+        }
+        let blank_before =
+            idx > 0 && blank_line_between(text, children[idx - 1].end_byte(), child.start_byte())?;
+        if let Some(p) = pending
+            && blank_before
+        {
+            // A blank line detaches the comments above from what follows.
+            for k in p..idx {
+                units.push(Unit::bare(k));
+            }
+            pending = None;
+        }
+        if is_comment(*child) || child.kind() == "decorator" {
+            pending.get_or_insert(idx);
+            continue;
+        }
+        let first = pending.take().unwrap_or(idx);
+        units.push(Unit::bare_with(first, idx));
+    }
+    if let Some(p) = pending {
+        for k in p..children.len() {
+            units.push(Unit::bare(k));
+        }
+    }
+    let mut kept = 0;
+    for k in 0..units.len() {
+        let mut unit = units[k];
+        let Some((start, end)) =
+            trim(text, children[unit.first].start_byte(), children[unit.last].end_byte())?
+        else {
+            continue;
+        };
+        let main = children[unit.main];
+        let decl = declaration(main);
+        unit.start = start;
+        unit.end = end;
+        // Counting stops past the budget: a large unit is split whatever its exact size.
+        match count_tokens_milli_within(&text[start..end], u64::from(max_tokens) * 1000) {
+            Some(milli) => {
+                unit.milli = milli;
+                unit.tokens = tokens_of(milli);
+            }
+            None => {
+                unit.milli = u64::MAX / 4;
+                unit.tokens = u32::MAX;
+                unit.oversized = true;
+            }
+        }
+        unit.unit = is_unit(main);
+        unit.symbol = is_symbol(decl);
+        unit.wrapper = is_wrapper_keyword(main);
+        unit.core = if is_comment(main) || main.kind() == "decorator" || is_wrapper_keyword(main) {
+            None
+        } else {
+            Some((decl.start_byte(), decl.end_byte()))
+        };
+        units[kept] = unit;
+        kept += 1;
+    }
+    units.truncate(kept);
+    Some(())
+}
+
+impl Unit {
+    fn bare(index: usize) -> Unit {
+        Unit::bare_with(index, index)
+    }
+
+    fn bare_with(first: usize, main: usize) -> Unit {
+        Unit {
+            first,
+            main,
+            last: main,
+            start: 0,
+            end: 0,
+            tokens: 0,
+            milli: 0,
+            oversized: false,
+            unit: false,
+            symbol: false,
+            wrapper: false,
+            core: None,
+        }
+    }
+}
+
+/// A `;` or `,` after a node, or a comment on the line where the previous unit ends.
+fn is_trailing(text: &str, node: tree_sitter::Node<'_>, previous_end: usize) -> Option<bool> {
+    if !node.is_named() && matches!(node.kind(), ";" | ",") {
+        return Some(true);
+    }
+    if is_comment(node) {
+        let gap = text.get(previous_end..node.start_byte())?;
+        return Some(!gap.contains('\n'));
+    }
+    Some(false)
+}
+
+fn blank_line_between(text: &str, start: usize, end: usize) -> Option<bool> {
+    let gap = text.get(start..end.max(start))?;
+    Some(memchr::memchr_iter(b'\n', gap.as_bytes()).nth(1).is_some())
+}
+
+fn is_comment(node: tree_sitter::Node<'_>) -> bool {
+    matches!(node.kind(), "comment" | "html_comment")
+}
+
+/// Keywords that lead a declaration without being part of the symbol's own range in some
+/// extractions (`export`, `export default`, `declare`, `const`).
+fn is_wrapper_keyword(node: tree_sitter::Node<'_>) -> bool {
+    !node.is_named() && matches!(node.kind(), "export" | "default" | "declare" | "const" | "let" | "var")
+}
+
+/// Statements, declarations, members and comments: the nodes a cut between two of is clean.
+fn is_unit(node: tree_sitter::Node<'_>) -> bool {
+    let kind = node.kind();
+    node.is_named()
+        && (kind.ends_with("_statement")
+            || kind.ends_with("_declaration")
+            || matches!(
+                kind,
+                "comment"
+                    | "html_comment"
+                    | "hash_bang_line"
+                    | "method_definition"
+                    | "public_field_definition"
+                    | "field_definition"
+                    | "method_signature"
+                    | "property_signature"
+                    | "abstract_method_signature"
+                    | "function_signature"
+                    | "index_signature"
+                    | "construct_signature"
+                    | "call_signature"
+                    | "class_static_block"
+                    | "pair"
+                    | "switch_case"
+                    | "switch_default"
+                    | "jsx_element"
+                    | "jsx_self_closing_element"
+                    | "enum_assignment"
+                    | "module"
+                    | "internal_module"
+            ))
+}
+
+/// The declaration a statement stands for: through `export`, `declare`, a namespace's
+/// expression statement and a declaration of a single variable.
+fn declaration(node: tree_sitter::Node<'_>) -> tree_sitter::Node<'_> {
+    let mut node = node;
+    // A few wrappers at most; the bound keeps odd trees from looping.
+    for _ in 0..4 {
+        let inner = match node.kind() {
+            "export_statement" => {
+                node.child_by_field_name("declaration").or_else(|| node.child_by_field_name("value"))
+            }
+            "ambient_declaration" => node.named_child(0),
+            "expression_statement" => node.named_child(0).filter(|n| n.kind() == "internal_module"),
+            "lexical_declaration" | "variable_declaration" => {
+                let mut cursor = node.walk();
+                let mut declarators =
+                    node.named_children(&mut cursor).filter(|n| n.kind() == "variable_declarator");
+                match (declarators.next(), declarators.next()) {
+                    (Some(only), None) => Some(only),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        match inner {
+            Some(inner) => node = inner,
+            None => break,
+        }
+    }
+    node
+}
+
+/// Whether a (unwrapped) node declares a function, class, method, interface, enum, type alias
+/// or namespace, or binds a function or class to a name.
+fn is_symbol(node: tree_sitter::Node<'_>) -> bool {
+    match node.kind() {
+        "function_declaration"
+        | "generator_function_declaration"
+        | "function_signature"
+        | "class_declaration"
+        | "abstract_class_declaration"
+        | "interface_declaration"
+        | "enum_declaration"
+        | "type_alias_declaration"
+        | "module"
+        | "internal_module"
+        | "method_definition"
+        | "method_signature"
+        | "abstract_method_signature"
+        | "function_expression"
+        | "function"
+        | "arrow_function"
+        | "generator_function"
+        | "class" => true,
+        "variable_declarator" | "public_field_definition" | "field_definition" | "pair" => {
+            node.child_by_field_name("value").is_some_and(|value| {
+                matches!(
+                    value.kind(),
+                    "arrow_function" | "function_expression" | "function" | "generator_function" | "class"
+                )
+            })
+        }
+        _ => false,
+    }
+}
+
+/// Cuts `text[start..end]` into line atoms (word atoms for lines over the budget).
+fn push_lines(
+    text: &str,
+    start: usize,
+    end: usize,
+    before: Boundary,
+    in_split: bool,
+    max_tokens: u32,
+    atoms: &mut Vec<Atom>,
+) {
+    let mut boundary = before;
+    let mut first = true;
+    let mut previous_end = start;
+    let mut line_start = start;
+    while line_start < end {
+        let line_end =
+            memchr::memchr(b'\n', &text.as_bytes()[line_start..end]).map_or(end, |k| line_start + k);
+        if let Some(Some((s, e))) = trim(text, line_start, line_end) {
+            if !first {
+                let paragraph = blank_line_between(text, previous_end, s).unwrap_or(false);
+                boundary = if paragraph { Boundary::PARAGRAPH } else { Boundary::LINE };
+            }
+            match count_tokens_milli_within(&text[s..e], u64::from(max_tokens) * 1000) {
+                Some(milli) => atoms.push(Atom {
+                    start: s,
+                    end: e,
+                    milli,
+                    before: boundary,
+                    origin: Origin::Line,
+                    in_split,
+                    core: Some((s, e)),
+                }),
+                None => push_words(text, s, e, boundary, in_split, atoms),
+            }
+            first = false;
+            previous_end = e;
+        }
+        line_start = line_end + 1;
+    }
+}
+
+/// Cuts an overlong line at whitespace into word atoms.
+fn push_words(text: &str, start: usize, end: usize, before: Boundary, in_split: bool, atoms: &mut Vec<Atom>) {
+    let mut boundary = before;
+    let mut word_start: Option<usize> = None;
+    let line = &text[start..end];
+    for (offset, c) in line.char_indices().chain(std::iter::once((line.len(), ' '))) {
+        match (c.is_whitespace(), word_start) {
+            (false, None) => word_start = Some(start + offset),
+            (true, Some(s)) => {
+                let e = start + offset;
+                let milli = count_tokens_milli(&text[s..e]);
+                atoms.push(Atom {
+                    start: s,
+                    end: e,
+                    milli,
+                    before: boundary,
+                    origin: Origin::Line,
+                    in_split,
+                    core: Some((s, e)),
+                });
+                boundary = Boundary::WORD;
+                word_start = None;
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Checks that atoms are in order and within the text, and covers any non-whitespace text
+/// between them (which a well-formed tree never leaves) with line atoms.
+fn fill_gaps(text: &str, atoms: Vec<Atom>, max_tokens: u32) -> Option<Vec<Atom>> {
+    let mut out = Vec::with_capacity(atoms.len());
+    let mut position = 0;
+    for atom in atoms {
+        if atom.start < position || atom.end <= atom.start || text.get(atom.start..atom.end).is_none() {
+            return None;
+        }
+        if !text[position..atom.start].trim().is_empty() {
+            push_lines(text, position, atom.start, Boundary::LINE, false, max_tokens, &mut out);
+        }
+        position = atom.end;
+        out.push(atom);
+    }
+    if !text[position..].trim().is_empty() {
+        push_lines(text, position, text.len(), Boundary::LINE, false, max_tokens, &mut out);
+    }
+    Some(out)
+}
+
+/// `text[start..end]` without whitespace at its edges: `None` when the range does not fit the
+/// text, `Some(None)` when it is all whitespace.
+fn trim(text: &str, start: usize, end: usize) -> Option<Option<(usize, usize)>> {
+    let slice = text.get(start..end)?;
+    let leading = slice.len() - slice.trim_start().len();
+    let trimmed = slice.trim();
+    if trimmed.is_empty() {
+        return Some(None);
+    }
+    Some(Some((start + leading, start + leading + trimmed.len())))
+}
+
+/// Whole tokens from thousandths, as [`count_tokens`] rounds them.
+fn tokens_of(milli: u64) -> u32 {
+    u32::try_from(milli.div_ceil(1000)).unwrap_or(u32::MAX)
+}
+
+/// What a chunk made of `atoms` mostly holds.
+fn kind_of(atoms: &[Atom]) -> ChunkKind {
+    if atoms.iter().all(|a| a.origin == Origin::Line) {
+        ChunkKind::Lines
+    } else if let [Atom { origin: Origin::Unit { symbol: true }, .. }] = atoms {
+        ChunkKind::Symbol
+    } else if atoms.iter().any(|a| a.in_split) {
+        ChunkKind::SymbolPart
+    } else {
+        ChunkKind::Statements
+    }
+}
+
+/// The names of the symbols that enclose the chunk's core, outermost first, joined by ` > `.
+fn symbol_path(atoms: &[Atom], start: usize, end: usize, symbols: &[Symbol]) -> String {
+    let (core_start, core_end) = atoms
+        .iter()
+        .filter_map(|a| a.core)
+        .fold(None, |acc: Option<(usize, usize)>, (s, e)| match acc {
+            None => Some((s, e)),
+            Some((a, b)) => Some((a.min(s), b.max(e))),
+        })
+        .unwrap_or((start, end));
+    let mut enclosing: Vec<&Symbol> =
+        symbols.iter().filter(|s| s.start_byte <= core_start && core_end <= s.end_byte).collect();
+    enclosing.sort_by_key(|s| (s.start_byte, std::cmp::Reverse(s.end_byte)));
+    let mut path = String::new();
+    for symbol in enclosing {
+        if !path.is_empty() {
+            path.push_str(" > ");
+        }
+        path.push_str(&symbol.name);
+    }
+    path
+}
+
+/// Maps byte offsets to 1-based line numbers.
+struct LineIndex {
+    /// Byte offset where each line starts.
+    starts: Vec<usize>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut starts = vec![0];
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|k| k + 1));
+        LineIndex { starts }
+    }
+
+    /// The 1-based line holding byte `offset`.
+    fn line_of(&self, offset: usize) -> u32 {
+        let line = self.starts.partition_point(|&s| s <= offset);
+        u32::try_from(line).unwrap_or(u32::MAX)
     }
 }
