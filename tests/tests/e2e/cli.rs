@@ -134,7 +134,7 @@ fn index_then_search_in_every_mode() {
 
     let v = semdex.json(&["search", "hashPassword", "--mode", "symbol", "--json"]);
     assert_eq!(top_path(&v), "src/auth/password.ts", "{v:#}");
-    assert!(results(&v)[0]["symbol_path"].as_str().unwrap().contains("hashPassword"), "{v:#}");
+    assert!(results(&v)[0]["snippet"].as_str().unwrap().contains("function hashPassword"), "{v:#}");
 
     let v = semdex.json(&["search", "exponential backoff retries", "--mode", "lexical", "--json"]);
     assert_eq!(top_path(&v), "src/http/retry.js", "{v:#}");
@@ -175,8 +175,13 @@ fn reindexing_is_incremental_and_leaves_no_ghosts() {
     assert_eq!(edit["files_indexed"], 1, "{edit}");
     let v = semdex.json(&["search", "parseInvoiceLines", "--json"]);
     assert_eq!(top_path(&v), "src/http/retry.js", "{v:#}");
-    let v = semdex.json(&["search", "fetchWithRetry exponential backoff", "--mode", "lexical", "--json"]);
-    assert!(results(&v).iter().all(|r| r["path"] != "src/http/retry.js"), "stale chunk returned: {v:#}");
+    for mode in ["hybrid", "lexical", "symbol", "semantic"] {
+        let v = semdex.json(&["search", "fetchWithRetry exponential backoff", "--mode", mode, "--json"]);
+        assert!(
+            results(&v).iter().all(|r| !r["snippet"].as_str().unwrap().contains("fetchWithRetry")),
+            "{mode}: stale chunk returned: {v:#}"
+        );
+    }
 
     // A deleted file leaves no result behind, in any mode.
     std::fs::remove_file(repo.path().join("src/db/database.ts")).unwrap();
