@@ -271,7 +271,8 @@ async fn index(
                 let cancelled = e.downcast_ref::<indexing::Cancelled>().is_some();
                 let status = if cancelled { RunStatus::Cancelled } else { RunStatus::Failed };
                 let message = format!("{e:#}");
-                let _ = store.add_run_event(run.id, "run", "error", Some(&message), serde_json::json!({})).await;
+                let _ =
+                    store.add_run_event(run.id, "run", "error", Some(&message), serde_json::json!({})).await;
                 let _ = store.finish_run(run.id, status, Some(&message)).await;
             }
             return Err(e);
@@ -307,7 +308,7 @@ async fn index(
 }
 
 /// Progress on stderr: one line per phase change, and periodic lines within long phases.
-fn progress_printer(quiet: bool) -> Box<dyn Fn(&Progress) + Send + Sync> {
+fn progress_printer(quiet: bool) -> indexing::ProgressFn {
     let last = std::sync::Mutex::new(("", std::time::Instant::now()));
     let tty = std::io::stderr().is_terminal();
     Box::new(move |p: &Progress| {
@@ -424,7 +425,8 @@ fn print_search(response: &search::SearchResponse, json: bool, explain: bool) {
         println!("no results");
     }
     for h in &response.results {
-        let symbol = if h.chunk.symbol_path.is_empty() { String::new() } else { format!("  {}", h.chunk.symbol_path) };
+        let symbol =
+            if h.chunk.symbol_path.is_empty() { String::new() } else { format!("  {}", h.chunk.symbol_path) };
         println!("{}:{}-{}{}  ({:.4})", h.chunk.path, h.start_line, h.end_line, symbol, h.score);
         if explain {
             for s in &h.signals {

@@ -164,9 +164,13 @@ impl Config {
             bail!("embedding dimensions must be between 1 and 16000, got {dimensions}");
         }
         let embedding = EmbeddingSettings {
-            url: env("SEMDEX_EMBEDDING_URL").or(fe.url).unwrap_or_else(|| "https://api.openai.com".to_string()),
+            url: env("SEMDEX_EMBEDDING_URL")
+                .or(fe.url)
+                .unwrap_or_else(|| "https://api.openai.com".to_string()),
             api_key: env("SEMDEX_EMBEDDING_API_KEY").or_else(|| env("OPENAI_API_KEY")).or(fe.api_key),
-            model: env("SEMDEX_EMBEDDING_MODEL").or(fe.model).unwrap_or_else(|| "text-embedding-3-large".into()),
+            model: env("SEMDEX_EMBEDDING_MODEL")
+                .or(fe.model)
+                .unwrap_or_else(|| "text-embedding-3-large".into()),
             dimensions,
             send_dimensions: fe.send_dimensions.unwrap_or(true),
             max_batch_inputs: fe.max_batch_inputs.unwrap_or(2048).clamp(1, 2048),
@@ -251,8 +255,11 @@ mod tests {
     fn file_then_env_then_flags() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("semdex.toml");
-        std::fs::write(&file, "listen = \"127.0.0.1:9000\"\nembedder = \"openai\"\n[embedding]\nmodel = \"m\"\n")
-            .unwrap();
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nembedder = \"openai\"\n[embedding]\nmodel = \"m\"\n",
+        )
+        .unwrap();
         let dd = dir.path().to_str().unwrap();
         let c = load(&[("SEMDEX_DATA_DIR", dd)], &Overrides::default()).unwrap();
         assert_eq!(c.listen.port(), 9000);
@@ -264,10 +271,15 @@ mod tests {
         let flags = Overrides { listen: Some("127.0.0.1:9002".into()), ..Overrides::default() };
         let c = load(&[("SEMDEX_DATA_DIR", dd), ("SEMDEX_LISTEN", "127.0.0.1:9001")], &flags).unwrap();
         assert_eq!(c.listen.port(), 9002);
-        let c = load(&[("SEMDEX_DATA_DIR", dd), ("DATABASE_URL", "postgres://a")], &Overrides::default()).unwrap();
+        let c = load(&[("SEMDEX_DATA_DIR", dd), ("DATABASE_URL", "postgres://a")], &Overrides::default())
+            .unwrap();
         assert_eq!(c.database_url.as_deref(), Some("postgres://a"));
         let c = load(
-            &[("SEMDEX_DATA_DIR", dd), ("DATABASE_URL", "postgres://a"), ("SEMDEX_DATABASE_URL", "postgres://b")],
+            &[
+                ("SEMDEX_DATA_DIR", dd),
+                ("DATABASE_URL", "postgres://a"),
+                ("SEMDEX_DATABASE_URL", "postgres://b"),
+            ],
             &Overrides::default(),
         )
         .unwrap();

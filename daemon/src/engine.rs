@@ -32,7 +32,11 @@ impl Engine {
             .await
             .context("registering the embedding model")?;
         let vectors = Arc::new(LocalVectors::new(config.vector_dir(), model.clone()));
-        let query_embedder = Arc::new(QueryEmbedder::new(embedder.clone(), QueryEmbedder::DEFAULT_CAPACITY, QueryEmbedder::DEFAULT_DEADLINE));
+        let query_embedder = Arc::new(QueryEmbedder::new(
+            embedder.clone(),
+            QueryEmbedder::DEFAULT_CAPACITY,
+            QueryEmbedder::DEFAULT_DEADLINE,
+        ));
         Ok(Engine { config, store, embedder, query_embedder, model, vectors })
     }
 }

@@ -17,10 +17,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::Context;
-use tokio_util::sync::CancellationToken;
 use indexer::{
     CHUNKER_VERSION, Chunker, FileAnalysis, Pipeline, Resolution, SkipReason, SkippedFile, WalkItem,
 };
+use tokio_util::sync::CancellationToken;
 
 use crate::embed;
 use crate::engine::Engine;
@@ -36,8 +36,11 @@ pub struct IndexOptions {
     /// Walk and analyze, report what would be embedded, write nothing.
     pub dry_run: bool,
     /// Called with progress as the run goes.
-    pub progress: Option<Box<dyn Fn(&Progress) + Send + Sync>>,
+    pub progress: Option<ProgressFn>,
 }
+
+/// Receives progress reports.
+pub type ProgressFn = Box<dyn Fn(&Progress) + Send + Sync>;
 
 /// A progress report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -209,11 +212,8 @@ pub async fn index_project(
     event("analyze", "complete", serde_json::json!({"analyzed": analyses.len()})).await;
 
     // Resolve imports against every file the project will hold after this run.
-    let mut all_paths: HashSet<String> = states
-        .iter()
-        .filter(|(_, s)| s.skip_reason.is_none())
-        .map(|(p, _)| p.clone())
-        .collect();
+    let mut all_paths: HashSet<String> =
+        states.iter().filter(|(_, s)| s.skip_reason.is_none()).map(|(p, _)| p.clone()).collect();
     for p in &gone {
         all_paths.remove(p);
     }
@@ -261,7 +261,7 @@ pub async fn index_project(
         let write = file_write(analysis, &resolutions);
         store.replace_file(project.id, &write, Some(run.id), commit).await?;
         written += 1;
-        if written % 50 == 0 {
+        if written.is_multiple_of(50) {
             progress("write", written, writes_total);
         }
     }

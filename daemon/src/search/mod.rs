@@ -156,6 +156,9 @@ pub enum SearchError {
 
 const SNIPPET_LINES: usize = 12;
 
+/// One signal's ranked hits: its name, its fusion weight, and `(chunk, own score)` best first.
+type SignalList = (&'static str, f64, Vec<(ChunkView, f64)>);
+
 /// Runs a search.
 pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchResponse, SearchError> {
     let query = req.query.trim();
@@ -175,7 +178,7 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
     let fetch = (req.top_k * 5).max(50) as i64;
     let store = engine.store.as_ref();
     let mut degraded = None;
-    let mut lists: Vec<(&'static str, f64, Vec<(ChunkView, f64)>)> = Vec::new();
+    let mut lists: Vec<SignalList> = Vec::new();
 
     if matches!(req.mode, Mode::Hybrid | Mode::Semantic) {
         match engine.query_embedder.embed_query(query).await {
@@ -197,7 +200,8 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
             let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
             let by_id: HashMap<i64, ChunkView> =
                 store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
-            let hits = scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
+            let hits =
+                scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
             lists.push(("lexical", req.weights.lexical, hits.collect()));
         }
     }
@@ -309,7 +313,7 @@ struct Fused {
     signals: Vec<SignalScore>,
 }
 
-fn fuse(lists: &[(&'static str, f64, Vec<(ChunkView, f64)>)], k: f64) -> Vec<Fused> {
+fn fuse(lists: &[SignalList], k: f64) -> Vec<Fused> {
     let mut by_id: HashMap<i64, Fused> = HashMap::new();
     for (signal, weight, hits) in lists {
         for (rank0, (chunk, score)) in hits.iter().enumerate() {

@@ -728,14 +728,15 @@ impl Store for PgStore {
     }
 
     async fn touch_file(&self, project_id: i64, path: &str, size: i64, mtime_ns: i64) -> Result<()> {
-        let done = sqlx::query("UPDATE files SET size = $1, mtime_ns = $2 WHERE project_id = $3 AND path = $4")
-            .bind(size)
-            .bind(mtime_ns)
-            .bind(project_id)
-            .bind(path)
-            .execute(&self.pool)
-            .await
-            .map_err(db_err)?;
+        let done =
+            sqlx::query("UPDATE files SET size = $1, mtime_ns = $2 WHERE project_id = $3 AND path = $4")
+                .bind(size)
+                .bind(mtime_ns)
+                .bind(project_id)
+                .bind(path)
+                .execute(&self.pool)
+                .await
+                .map_err(db_err)?;
         if done.rows_affected() == 0 {
             return Err(StoreError::NotFound(format!("file {path:?}")));
         }

@@ -134,8 +134,6 @@ impl LocalVectors {
     }
 }
 
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, LocalVectorError> {
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, LocalVectorError> {
     tokio::task::spawn_blocking(f).await.map_err(|e| LocalVectorError::Task(e.to_string()))
 }
