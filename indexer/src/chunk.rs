@@ -9,9 +9,13 @@
 //! 2. A unit within the budget becomes one *atom*. A larger one is replaced by the units of its
 //!    node's children, recursively (a class by its header tokens and members, a function by its
 //!    header and the statements of its body), so its first part carries its header and comments.
+//!    A unit that fits alone but not with what is glued in front of it (its doc comment and
+//!    `export`, its function's header) is split the same way, rather than cut off from them.
 //!    A unit with no children, or nested deeper than [`MAX_SPLIT_DEPTH`] splits, is cut into
 //!    lines instead; a single line over the budget is cut at whitespace. The traversal uses an
-//!    explicit stack, so deep trees cannot overflow the call stack.
+//!    explicit stack, so deep trees cannot overflow the call stack. Token counts stop at the
+//!    budget, so each byte is counted about twice in all (once as part of an atom, once in its
+//!    chunk) whatever the nesting.
 //! 3. Atoms are packed in order. Every cut between two atoms has a priority: between two units
 //!    (statements, declarations, members, comments), shallower first; then where a header ends
 //!    and a body starts; then before a closing token; then inside a header or an expression;
@@ -35,6 +39,9 @@
 //!   comments, decorators and `export`/`const`-like keywords are left out of the comparison, so a
 //!   documented method is still inside its method's range. A chunk that holds several top-level
 //!   symbols has an empty path, as does one with top-level statements.
+//! - Kinds: `symbol` is exactly one whole declaration (with its comments), at any depth;
+//!   `symbol_part` holds part of a split unit; `statements` is anything else from the tree
+//!   (statements, several small declarations merged); `lines` comes only from line splitting.
 //! - Chunks cover every non-whitespace byte of the file exactly once, in order; each starts and
 //!   ends on a non-whitespace character; the gaps between them are whitespace.
 
@@ -276,6 +283,9 @@ fn gap_milli(gap: &str) -> u64 {
     }
 }
 
+/// The estimate recorded for a text found to be over the budget (its exact size is not needed).
+const OVER_BUDGET: u64 = u64::MAX / 4;
+
 /// Deeper than this many nested splits, an oversized node is cut into lines instead: it bounds
 /// the work on pathological nesting, and chunks that deep would not be readable units anyway.
 const MAX_SPLIT_DEPTH: usize = 48;
@@ -373,6 +383,8 @@ struct Unit {
     /// A keyword that leads a declaration: `export`, `default`, `declare`, `const` ...
     wrapper: bool,
     core: Option<(usize, usize)>,
+    /// Estimated thousandths of tokens glued in front of it (see [`group_units`]).
+    carry: u64,
 }
 
 /// Work left for the tree traversal, kept on an explicit stack.
@@ -406,6 +418,7 @@ fn tree_atoms(text: &str, tree: &tree_sitter::Tree, max_tokens: u32) -> Option<V
     let mut stack = vec![Work::Expand { node: root, depth: 0, before: first, carry: 0 }];
     let mut children = Vec::new();
     let mut units = Vec::new();
+    let mut child_milli = Vec::new();
     while let Some(work) = stack.pop() {
         match work {
             Work::Atom(atom) => atoms.push(atom),
@@ -415,48 +428,18 @@ fn tree_atoms(text: &str, tree: &tree_sitter::Tree, max_tokens: u32) -> Option<V
             Work::Expand { node, depth, before, carry } => {
                 children.clear();
                 children.extend(node.children(&mut node.walk()));
-                group_units(text, &children, max_tokens, &mut units)?;
-                let carries = glue_carries(&children, &mut units, carry, max_tokens);
+                group_units(text, &children, carry, max_tokens, &mut units, &mut child_milli)?;
                 let in_split = depth > 0;
                 // Pushed in reverse so they pop in order.
                 for k in (0..units.len()).rev() {
                     let unit = units[k];
                     let before = if k == 0 { before } else { Boundary::between(depth, &units[k - 1], &unit) };
-                    let carry = carries[k];
-                    push_unit(
-                        text, &children, &unit, depth, before, carry, in_split, max_tokens, &mut stack,
-                    )?;
+                    push_unit(text, &children, &child_milli, &unit, depth, before, in_split, &mut stack)?;
                 }
             }
         }
     }
     fill_gaps(text, atoms, max_tokens)
-}
-
-/// Marks as oversized the units that fit alone but not with what is glued in front of them: a
-/// declaration with its doc comment and `export`, a body after its function's header. Splitting
-/// those, rather than cutting before them, keeps comments and headers with what they introduce.
-/// Returns each unit's carry: the thousandths of tokens glued in front of it, which reset at
-/// every unit.
-fn glue_carries(
-    children: &[tree_sitter::Node<'_>],
-    units: &mut [Unit],
-    carry: u64,
-    max_tokens: u32,
-) -> Vec<u64> {
-    let mut carries = Vec::with_capacity(units.len());
-    let mut glued = carry;
-    for unit in units.iter_mut() {
-        carries.push(glued);
-        if glued > 0
-            && children[unit.main].child_count() > 0
-            && tokens_of(unit.milli.saturating_add(glued)) > max_tokens
-        {
-            unit.oversized = true;
-        }
-        glued = if unit.unit { 0 } else { glued.saturating_add(unit.milli) };
-    }
-    carries
 }
 
 /// Schedules one unit: as an atom when it fits, split into its node's children or into lines
@@ -465,12 +448,11 @@ fn glue_carries(
 fn push_unit<'t>(
     text: &str,
     children: &[tree_sitter::Node<'t>],
+    child_milli: &[u64],
     unit: &Unit,
     depth: usize,
     before: Boundary,
-    carry: u64,
     in_split: bool,
-    max_tokens: u32,
     stack: &mut Vec<Work<'t>>,
 ) -> Option<()> {
     if !unit.oversized {
@@ -493,62 +475,59 @@ fn push_unit<'t>(
     }
     // Trailing attachments, the node's children, then leading attachments (reversed order).
     for k in (unit.main + 1..=unit.last).rev() {
-        push_piece(text, children[k], Boundary::ATTACHED, true, max_tokens, stack)?;
+        push_piece(text, children[k], child_milli[k], Boundary::ATTACHED, true, stack)?;
     }
     let before_main = if unit.first < unit.main { Boundary::ATTACHED } else { before };
-    let leading = match unit.first < unit.main {
-        true => match trim(text, children[unit.first].start_byte(), children[unit.main - 1].end_byte())? {
-            Some((start, end)) => count_tokens_milli(&text[start..end]),
-            None => 0,
-        },
-        false => 0,
-    };
-    stack.push(Work::Expand {
-        node: main,
-        depth: depth + 1,
-        before: before_main,
-        carry: carry.saturating_add(leading),
-    });
-    for k in (unit.first..unit.main).rev() {
+    // Leading attachments first, so what they add to the carry is known.
+    let mut leading = Vec::new();
+    let mut carry = unit.carry;
+    for k in unit.first..unit.main {
         let before = if k == unit.first { before } else { Boundary::ATTACHED };
-        push_piece(text, children[k], before, true, max_tokens, stack)?;
+        carry =
+            carry.saturating_add(push_piece(text, children[k], child_milli[k], before, true, &mut leading)?);
     }
+    stack.push(Work::Expand { node: main, depth: depth + 1, before: before_main, carry });
+    stack.extend(leading.into_iter().rev());
     Some(())
 }
 
-/// Schedules an attachment of a split unit as an atom of its own (or lines if oversized).
+/// Schedules an attachment of a split unit (estimated at `milli`) as an atom of its own, or as
+/// lines when over the budget; returns the estimate, 0 for lines (which the packer places
+/// freely).
 fn push_piece(
     text: &str,
     node: tree_sitter::Node<'_>,
+    milli: u64,
     before: Boundary,
     in_split: bool,
-    max_tokens: u32,
     stack: &mut Vec<Work<'_>>,
-) -> Option<()> {
+) -> Option<u64> {
     let Some((start, end)) = trim(text, node.start_byte(), node.end_byte())? else {
-        return Some(());
+        return Some(0);
     };
-    match count_tokens_milli_within(&text[start..end], u64::from(max_tokens) * 1000) {
-        Some(milli) => stack.push(Work::Atom(Atom {
-            start,
-            end,
-            milli,
-            before,
-            origin: Origin::Node,
-            in_split,
-            core: None,
-        })),
-        None => stack.push(Work::Lines { start, end, before, in_split }),
+    if milli == OVER_BUDGET {
+        stack.push(Work::Lines { start, end, before, in_split });
+        return Some(0);
     }
-    Some(())
+    stack.push(Work::Atom(Atom { start, end, milli, before, origin: Origin::Node, in_split, core: None }));
+    Some(milli)
 }
 
-/// Groups sibling nodes into units (see [`Unit`]); `None` when a range does not fit the text.
+/// Groups sibling nodes into units (see [`Unit`]) and estimates each child's tokens into
+/// `child_milli` ([`OVER_BUDGET`] when over); `None` when a range does not fit the text.
+///
+/// Also marks as oversized the units that fit alone but not with what is glued in front of them:
+/// a declaration with its doc comment and `export`, a body after its function's header.
+/// Splitting those, rather than cutting before them, keeps comments and headers with what they
+/// introduce. `carry` is the estimate glued in front of the first child; each unit's own carry
+/// (reset after every statement-like unit) is stored in it.
 fn group_units(
     text: &str,
     children: &[tree_sitter::Node<'_>],
+    carry: u64,
     max_tokens: u32,
     units: &mut Vec<Unit>,
+    child_milli: &mut Vec<u64>,
 ) -> Option<()> {
     units.clear();
     // Index of the first comment or decorator waiting for the node it documents.
@@ -584,6 +563,10 @@ fn group_units(
             units.push(Unit::bare(k));
         }
     }
+    let budget = u64::from(max_tokens) * 1000;
+    child_milli.clear();
+    child_milli.resize(children.len(), 0);
+    let mut glued = carry;
     let mut kept = 0;
     for k in 0..units.len() {
         let mut unit = units[k];
@@ -593,29 +576,50 @@ fn group_units(
             continue;
         };
         let main = children[unit.main];
-        let decl = declaration(main);
+        let splittable = main.child_count() > 0;
+        // Each child is counted once, its attachments' counts kept for when the unit is split.
+        // Counting stops past the budget (for a node that can be split, the budget left after
+        // what is glued before it): a large unit is split whatever its exact size.
+        let mut total: u64 = 0;
+        let mut over = false;
+        for idx in unit.first..=unit.last {
+            let node = children[idx];
+            if idx > unit.first {
+                total += gap_milli(text.get(
+                    children[idx - 1].end_byte()..node.start_byte().max(children[idx - 1].end_byte()),
+                )?);
+            }
+            let limit = if idx == unit.main && splittable {
+                budget.saturating_sub(glued).saturating_sub(total)
+            } else {
+                budget
+            };
+            let milli = match trim(text, node.start_byte(), node.end_byte())? {
+                None => 0,
+                Some((s, e)) => count_tokens_milli_within(&text[s..e], limit).unwrap_or_else(|| {
+                    over = true;
+                    OVER_BUDGET
+                }),
+            };
+            child_milli[idx] = milli;
+            total = total.saturating_add(milli);
+        }
         unit.start = start;
         unit.end = end;
-        // Counting stops past the budget: a large unit is split whatever its exact size.
-        match count_tokens_milli_within(&text[start..end], u64::from(max_tokens) * 1000) {
-            Some(milli) => {
-                unit.milli = milli;
-                unit.tokens = tokens_of(milli);
-            }
-            None => {
-                unit.milli = u64::MAX / 4;
-                unit.tokens = u32::MAX;
-                unit.oversized = true;
-            }
-        }
+        unit.carry = glued;
+        unit.milli = total;
+        unit.tokens = tokens_of(total);
+        unit.oversized = over || unit.tokens > max_tokens;
         unit.unit = is_unit(main);
-        unit.symbol = is_symbol(decl);
         unit.wrapper = is_wrapper_keyword(main);
-        unit.core = if is_comment(main) || main.kind() == "decorator" || is_wrapper_keyword(main) {
-            None
-        } else {
-            Some((decl.start_byte(), decl.end_byte()))
-        };
+        if main.is_named() && !is_comment(main) && main.kind() != "decorator" {
+            let decl = declaration(main);
+            unit.symbol = is_symbol(decl);
+            unit.core = Some((decl.start_byte(), decl.end_byte()));
+        } else if !main.is_named() && !unit.wrapper {
+            unit.core = Some((main.start_byte(), main.end_byte()));
+        }
+        glued = if unit.unit { 0 } else { glued.saturating_add(unit.milli) };
         units[kept] = unit;
         kept += 1;
     }
@@ -642,6 +646,7 @@ impl Unit {
             symbol: false,
             wrapper: false,
             core: None,
+            carry: 0,
         }
     }
 }

@@ -105,7 +105,7 @@ enum Class {
 }
 
 /// The class and UTF-8 width of the character starting at byte `i` (a char boundary).
-#[inline]
+#[inline(always)]
 fn class_at(text: &str, i: usize) -> (Class, usize) {
     let b = text.as_bytes()[i];
     if b < 0x80 { (ASCII_CLASS[usize::from(b)], 1) } else { non_ascii_class(text, i) }
@@ -129,22 +129,42 @@ static ASCII_CLASS: [Class; 128] = {
 };
 
 #[cold]
+#[inline(never)]
 fn non_ascii_class(text: &str, i: usize) -> (Class, usize) {
     match text.get(i..).and_then(|rest| rest.chars().next()) {
-        Some(c) => {
-            let class = if c.is_alphabetic() {
-                Class::Letter
-            } else if c.is_numeric() {
-                Class::Digit
-            } else if c.is_whitespace() {
-                Class::Space
-            } else {
-                Class::Punct
-            };
-            (class, c.len_utf8())
-        }
+        Some(c) => (char_class(c), c.len_utf8()),
         // Not reachable for a char boundary of a `str`; treat as one punctuation byte.
         None => (Class::Punct, 1),
+    }
+}
+
+/// The class of a non-ASCII character. The ranges that code's comments and strings use most
+/// (accented Latin, Cyrillic, CJK, kana, Hangul, typographic punctuation, arrows, box drawing,
+/// emoji) are decided without Unicode table look-ups; a unit test checks them against
+/// [`char_class_slow`] for every character.
+fn char_class(c: char) -> Class {
+    match u32::from(c) {
+        0x00c0..=0x00d6 | 0x00d8..=0x00f6 | 0x00f8..=0x024f => Class::Letter,
+        0x0400..=0x0481 | 0x048a..=0x052f => Class::Letter,
+        0x3041..=0x3096 | 0x30a1..=0x30fa | 0x4e00..=0x9fff | 0xac00..=0xd7a3 => Class::Letter,
+        0x00a0 | 0x2000..=0x200a | 0x2028 | 0x2029 | 0x202f | 0x205f | 0x3000 => Class::Space,
+        0x2010..=0x2027 | 0x2030..=0x205e | 0x2190..=0x23ff | 0x2500..=0x2775 | 0x1f300..=0x1faff => {
+            Class::Punct
+        }
+        _ => char_class_slow(c),
+    }
+}
+
+/// The class of any character, by the Unicode properties cl100k's pattern uses.
+fn char_class_slow(c: char) -> Class {
+    if c.is_alphabetic() {
+        Class::Letter
+    } else if c.is_numeric() {
+        Class::Digit
+    } else if c.is_whitespace() {
+        Class::Space
+    } else {
+        Class::Punct
     }
 }
 
@@ -214,54 +234,46 @@ fn non_ascii_cost(text: &str, i: usize) -> u64 {
 /// `Id`), which is close to how the merges fall in identifiers.
 fn letters(text: &str, mut i: usize, cost: &mut u64) -> usize {
     let bytes = text.as_bytes();
-    let mut hump = Hump::default();
+    let len = bytes.len();
     let mut word_cost = 0;
-    while i < bytes.len() {
+    while i < len {
         let b = bytes[i];
         if b.is_ascii_lowercase() {
-            if hump.len >= 2 && hump.all_upper {
-                // `XMLHttp`: the last capital starts the next hump.
-                word_cost += hump_cost(hump.len - 1, true);
-                hump = Hump { len: 1, all_upper: false };
+            let start = i;
+            while i < len && bytes[i].is_ascii_lowercase() {
+                i += 1;
             }
-            hump.len += 1;
-            hump.all_upper = false;
-            i += 1;
+            word_cost += hump_cost(i - start, false);
         } else if b.is_ascii_uppercase() {
-            if hump.len > 0 && !hump.all_upper {
-                word_cost += hump_cost(hump.len, false);
-                hump = Hump::default();
+            let start = i;
+            while i < len && bytes[i].is_ascii_uppercase() {
+                i += 1;
             }
-            if hump.len == 0 {
-                hump.all_upper = true;
+            let capitals = i - start;
+            if i < len && bytes[i].is_ascii_lowercase() {
+                // `XMLHttp`: the last capital starts the next hump.
+                if capitals >= 2 {
+                    word_cost += hump_cost(capitals - 1, true);
+                }
+                let lower = i;
+                while i < len && bytes[i].is_ascii_lowercase() {
+                    i += 1;
+                }
+                word_cost += hump_cost(i - lower + 1, false);
+            } else {
+                word_cost += hump_cost(capitals, true);
             }
-            hump.len += 1;
-            i += 1;
         } else {
             let (class, width) = class_at(text, i);
             if class != Class::Letter {
                 break;
             }
-            if hump.len > 0 {
-                word_cost += hump_cost(hump.len, hump.all_upper);
-                hump = Hump::default();
-            }
             word_cost += non_ascii_cost(text, i);
             i += width;
         }
     }
-    if hump.len > 0 {
-        word_cost += hump_cost(hump.len, hump.all_upper);
-    }
     *cost += word_cost.max(ONE);
     i
-}
-
-/// A camelCase hump being scanned.
-#[derive(Debug, Default, Clone, Copy)]
-struct Hump {
-    len: usize,
-    all_upper: bool,
 }
 
 /// About one token for a hump of up to seven letters, a fifth more per letter beyond; all-caps
@@ -283,6 +295,15 @@ fn hump_cost(len: usize, all_upper: bool) -> u64 {
 /// accounted for that space being part of it) with its trailing line breaks; returns its end.
 fn punctuation(text: &str, mut i: usize, cost: &mut u64) -> usize {
     let bytes = text.as_bytes();
+    // Fast path for the common short ASCII piece (`(`, `);`, ` =>`), same costs as below.
+    let mut end = i;
+    while end < bytes.len() && bytes[end] < 0x80 && ASCII_CLASS[usize::from(bytes[end])] == Class::Punct {
+        end += 1;
+    }
+    if end - i <= 3 && (end == bytes.len() || class_at(text, end).0 != Class::Punct) {
+        *cost += if end - i == 3 { ONE * 115 / 100 } else { ONE };
+        return skip_line_breaks(bytes, end);
+    }
     let mut run = Run { start: i, width: 0, len: 0 };
     let mut piece = PunctCost::default();
     while i < bytes.len() {
@@ -314,7 +335,11 @@ fn punctuation(text: &str, mut i: usize, cost: &mut u64) -> usize {
         n => ONE * 140 / 100 + (n - 4) * ONE * 6 / 10,
     };
     *cost += (ascii_cost + piece.non_ascii).max(ONE);
-    // Line breaks right after punctuation belong to the same piece and usually the same token.
+    skip_line_breaks(bytes, i)
+}
+
+/// Line breaks right after punctuation belong to the same piece and usually the same token.
+fn skip_line_breaks(bytes: &[u8], mut i: usize) -> usize {
     while i < bytes.len() && matches!(bytes[i], b'\r' | b'\n') {
         i += 1;
     }
@@ -431,4 +456,33 @@ fn last_char_start(text: &str, end: usize) -> usize {
         k -= 1;
     }
     k
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_character_classes_match_unicode_properties() {
+        for c in (0x80..=0x10ffff).filter_map(char::from_u32) {
+            assert_eq!(char_class(c), char_class_slow(c), "U+{:04X}", u32::from(c));
+        }
+    }
+
+    #[test]
+    fn empty_text_has_no_tokens_and_any_other_has_some() {
+        assert_eq!(count_tokens(""), 0);
+        for text in [" ", "\n", "a", "1", ";", "é", "😀", "\u{a0}"] {
+            assert!(count_tokens(text) >= 1, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn capped_count_agrees_with_the_full_count() {
+        let text = "export function add(a: number, b: number): number {\n  return a + b;\n}\n".repeat(20);
+        let full = count_tokens_milli(&text);
+        assert_eq!(count_tokens_milli_within(&text, full), Some(full));
+        assert_eq!(count_tokens_milli_within(&text, full - 1), None);
+        assert_eq!(count_tokens_milli_within(&text, 1000), None);
+    }
 }
