@@ -1,5 +1,6 @@
-//! `semdex index` then `semdex search` on a small repository written by the test, on the
-//! embedded default (SQLite + local HNSW, builtin embedder, no network).
+//! `semdex index` then `semdex search` on a small repository written by the test, with the
+//! builtin embedder (no network), on the embedded default (SQLite + local HNSW) and in server
+//! mode (PostgreSQL + pgvector); both must behave the same.
 
 use std::path::Path;
 
@@ -106,10 +107,31 @@ fn top_path(v: &serde_json::Value) -> String {
     results(v).first().map(|r| r["path"].as_str().unwrap().to_string()).unwrap_or_default()
 }
 
+/// Runs a scenario on both backends.
+fn on_both(scenario: fn(&Semdex)) {
+    scenario(&Semdex::embedded());
+    if let Some(server) = crate::server_mode() {
+        scenario(&server);
+    }
+}
+
 #[test]
 fn index_then_search_in_every_mode() {
+    on_both(index_then_search);
+}
+
+#[test]
+fn reindexing_is_incremental_and_leaves_no_ghosts() {
+    on_both(incremental_without_ghosts);
+}
+
+#[test]
+fn dry_run_writes_nothing() {
+    on_both(dry_run);
+}
+
+fn index_then_search(semdex: &Semdex) {
     let repo = small_repo();
-    let semdex = Semdex::embedded();
     let root = repo.path().to_str().unwrap();
 
     let summary = semdex.json(&["index", root, "--project", "demo", "--json"]);
@@ -151,10 +173,8 @@ fn index_then_search_in_every_mode() {
     assert!(results(&v).iter().all(|r| r["path"] != ".env"), "{v:#}");
 }
 
-#[test]
-fn reindexing_is_incremental_and_leaves_no_ghosts() {
+fn incremental_without_ghosts(semdex: &Semdex) {
     let repo = small_repo();
-    let semdex = Semdex::embedded();
     let root = repo.path().to_str().unwrap();
     let first = semdex.json(&["index", root, "--json"]);
     assert_eq!(first["files_indexed"], 4);
@@ -193,10 +213,8 @@ fn reindexing_is_incremental_and_leaves_no_ghosts() {
     }
 }
 
-#[test]
-fn dry_run_writes_nothing() {
+fn dry_run(semdex: &Semdex) {
     let repo = small_repo();
-    let semdex = Semdex::embedded();
     let root = repo.path().to_str().unwrap();
     let dry = semdex.json(&["index", root, "--dry-run", "--json"]);
     assert_eq!(dry["dry_run"], true);
@@ -217,4 +235,38 @@ fn exit_codes_follow_the_contract() {
     let out = semdex.run(&["index", "/definitely/not/here"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/here"));
+}
+
+/// pgvector (server mode) and the local HNSW (embedded) answer the same on the fixture project.
+#[test]
+fn pgvector_and_local_hnsw_agree_on_the_fixture_project() {
+    let Some(server) = crate::server_mode() else { return };
+    let embedded = Semdex::embedded();
+    let root = semdex_tests::fixture("ts-app");
+    let root = root.to_str().unwrap();
+    for s in [&embedded, &server] {
+        let summary = s.json(&["index", root, "--json"]);
+        assert_eq!(summary["status"], "succeeded", "{summary}");
+    }
+    let queries = [
+        "retry a failed http request with backoff",
+        "hash the user's password",
+        "refund a payment",
+        "cache entries expire after a time to live",
+        "render the order list component",
+    ];
+    for q in queries {
+        let top = |s: &Semdex| -> Vec<(String, i64)> {
+            let v = s.json(&["search", q, "--mode", "semantic", "--top-k", "5", "--json"]);
+            results(&v)
+                .iter()
+                .map(|r| (r["path"].as_str().unwrap().to_string(), r["start_line"].as_i64().unwrap()))
+                .collect()
+        };
+        let (a, b) = (top(&embedded), top(&server));
+        assert!(!a.is_empty(), "{q}: no results");
+        assert_eq!(a[0], b[0], "{q}: different best result\nembedded: {a:?}\nserver:   {b:?}");
+        let overlap = a.iter().filter(|x| b.contains(x)).count();
+        assert!(overlap >= 4, "{q}: top 5 overlap only {overlap}\nembedded: {a:?}\nserver:   {b:?}");
+    }
 }

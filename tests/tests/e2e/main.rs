@@ -1,4 +1,16 @@
 //! End-to-end tests: the real `semdex` binary, run as a user or a CI job would run it.
 
-/// `semdex index` and `semdex search` on the embedded default.
+#[path = "../../../daemon/tests/support/mod.rs"]
+mod support;
+
+/// `semdex index` and `semdex search`, on the embedded default and in server mode.
 mod cli;
+
+use semdex_tests::Semdex;
+
+/// A server-mode instance on a fresh PostgreSQL database, or `None` when no test server is
+/// configured (a failure under `CI=true`, see `support::pg_database`).
+pub fn server_mode() -> Option<Semdex> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(support::pg_database()).map(Semdex::server)
+}
