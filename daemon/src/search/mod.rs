@@ -448,8 +448,15 @@ fn snippet(chunk: &ChunkView, start_line: i32, terms: &[String]) -> (String, Vec
         }
     }
     highlights.sort_unstable();
-    highlights.dedup();
-    (lines.join("\n"), highlights)
+    // Terms overlap (`createuser`, `create`, `user`): merge ranges that touch on one line.
+    let mut merged: Vec<(usize, usize, usize)> = Vec::with_capacity(highlights.len());
+    for (line, start, end) in highlights {
+        match merged.last_mut() {
+            Some(last) if last.0 == line && start <= last.2 => last.2 = last.2.max(end),
+            _ => merged.push((line, start, end)),
+        }
+    }
+    (lines.join("\n"), merged)
 }
 
 fn glob_set(globs: &[String]) -> Result<Option<GlobSet>, SearchError> {
@@ -461,4 +468,69 @@ fn glob_set(globs: &[String]) -> Result<Option<GlobSet>, SearchError> {
         builder.add(Glob::new(g).map_err(|e| SearchError::Invalid(format!("bad glob {g:?}: {e}")))?);
     }
     builder.build().map(Some).map_err(|e| SearchError::Invalid(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(content: &str) -> ChunkView {
+        ChunkView {
+            id: 1,
+            project_id: 1,
+            project: "p".into(),
+            path: "a.ts".into(),
+            ordinal: 0,
+            content: content.into(),
+            content_hash: String::new(),
+            start_line: 10,
+            end_line: 10 + content.lines().count() as i32 - 1,
+            symbol_path: String::new(),
+            kind: "symbol".into(),
+            language: "typescript".into(),
+            token_count: 1,
+            commit_sha: None,
+            index_run_id: None,
+        }
+    }
+
+    #[test]
+    fn snippet_marks_terms_and_merges_overlaps() {
+        let c = chunk("function createUser() {\n  return user;\n}");
+        let terms = lexical::query_terms("createUser");
+        let (text, marks) = snippet(&c, 10, &terms);
+        assert_eq!(text, "function createUser() {\n  return user;\n}");
+        assert_eq!(marks, vec![(0, 9, 19), (1, 9, 13)]);
+        // A merged result starting later skips the lines before it.
+        let (text, marks) = snippet(&c, 11, &terms);
+        assert_eq!(text, "  return user;\n}");
+        assert_eq!(marks, vec![(0, 9, 13)]);
+    }
+
+    #[test]
+    fn rrf_rewards_agreement_and_merges_adjacent_hits() {
+        let mut a = chunk("alpha");
+        a.id = 1;
+        let mut b = chunk("beta");
+        b.id = 2;
+        b.start_line = 11;
+        b.end_line = 11;
+        let mut c = chunk("gamma");
+        c.id = 3;
+        c.path = "b.ts".into();
+        let lists: Vec<SignalList> = vec![
+            ("dense", 1.0, vec![(c.clone(), 0.9), (a.clone(), 0.8)]),
+            ("lexical", 1.0, vec![(a.clone(), 5.0), (b.clone(), 4.0)]),
+        ];
+        let fused = fuse(&lists, 60.0);
+        assert_eq!(fused[0].chunk.id, 1, "in both lists beats first in one");
+        assert!((fused[0].score - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-12);
+        let hits = merge_adjacent(fused, 3);
+        // a (line 10) and b (line 11) of a.ts touch: one result spanning both.
+        assert_eq!(hits.len(), 2);
+        assert_eq!((hits[0].start_line, hits[0].end_line), (10, 11));
+        assert_eq!(hits[1].chunk.path, "b.ts");
+        let hits = merge_adjacent(fuse(&lists, 60.0), 1);
+        assert_eq!(hits.iter().filter(|h| h.chunk.path == "a.ts").count(), 1);
+    }
 }
