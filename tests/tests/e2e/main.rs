@@ -5,6 +5,8 @@ mod support;
 
 /// `semdex index` and `semdex search`, on the embedded default and in server mode.
 mod cli;
+/// The `openai` provider through the real binary, against a local OpenAI-compatible server.
+mod openai;
 
 use semdex_tests::Semdex;
 
