@@ -226,21 +226,26 @@ pub async fn index_project(
         tokio::task::spawn_blocking(move || pipeline.resolver(all_paths)).await?
     };
 
-    let mut new_hashes: HashSet<String> = HashSet::new();
-    let mut token_total: i64 = 0;
+    let mut new_hashes: HashMap<String, i64> = HashMap::new();
     for a in &analyses {
         for c in &a.chunks {
-            if new_hashes.insert(c.content_hash.to_hex()) {
-                token_total += i64::from(c.token_count);
-            }
+            new_hashes.entry(c.content_hash.to_hex()).or_insert(i64::from(c.token_count));
         }
     }
     summary.files_indexed = analyses.len() as i64;
     summary.chunks = analyses.iter().map(|a| a.chunks.len() as i64).sum();
-    summary.estimated_tokens = token_total;
-    summary.estimated_cost_usd = token_total as f64 / 1e6 * engine.config.embedding.price_per_million_tokens;
 
     if options.dry_run {
+        // Price only what the cache lacks: that is what a real run would send.
+        let hashes: Vec<String> = new_hashes.keys().cloned().collect();
+        let mut cached = HashSet::new();
+        for batch in hashes.chunks(1000) {
+            cached.extend(store.existing_embeddings(engine.model.id, batch).await?);
+        }
+        let tokens: i64 = new_hashes.iter().filter(|(h, _)| !cached.contains(*h)).map(|(_, t)| t).sum();
+        summary.embedding_cache_hits = cached.len() as i64;
+        summary.estimated_tokens = tokens;
+        summary.estimated_cost_usd = tokens as f64 / 1e6 * engine.config.embedding.price_per_million_tokens;
         summary.files_deleted = gone.len() as i64;
         summary.status = "succeeded".into();
         summary.duration_ms = started.elapsed().as_millis() as i64;

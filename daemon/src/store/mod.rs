@@ -444,6 +444,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<(i64, String, Vec<f32>)>>;
     /// Number of embeddings of a model and the highest id, to tell whether a vector index is stale.
     async fn embeddings_extent(&self, model_id: i64) -> Result<(i64, i64)>;
+    /// Which of `hashes` already have an embedding for `model_id` (a dry run prices the rest).
+    async fn existing_embeddings(&self, model_id: i64, hashes: &[String]) -> Result<Vec<String>>;
 
     /// Records a new size and mtime for a file whose content hash did not change.
     async fn touch_file(&self, project_id: i64, path: &str, size: i64, mtime_ns: i64) -> Result<()>;

@@ -902,6 +902,21 @@ impl Store for PgStore {
         Ok((col(&row, "n")?, col(&row, "max_id")?))
     }
 
+    async fn existing_embeddings(&self, model_id: i64, hashes: &[String]) -> Result<Vec<String>> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(
+            "SELECT content_hash FROM embeddings WHERE model_id = $1 AND content_hash = ANY($2::text[]) \
+             ORDER BY content_hash",
+        )
+        .bind(model_id)
+        .bind(hashes)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)
+    }
+
     // Search signals.
 
     async fn chunks_for_embeddings(

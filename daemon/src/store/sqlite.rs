@@ -805,6 +805,21 @@ impl Store for SqliteStore {
         Ok((col(&row, "n")?, col(&row, "max_id")?))
     }
 
+    async fn existing_embeddings(&self, model_id: i64, hashes: &[String]) -> Result<Vec<String>> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query_scalar(
+            "SELECT content_hash FROM embeddings WHERE model_id = ? \
+             AND content_hash IN (SELECT value FROM json_each(?)) ORDER BY content_hash",
+        )
+        .bind(model_id)
+        .bind(json_list(hashes))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)
+    }
+
     // Search signals.
 
     async fn chunks_for_embeddings(

@@ -224,6 +224,15 @@ fn dry_run(semdex: &Semdex) {
     let out = semdex.run(&["search", "user", "--json"]);
     assert_eq!(out.status.code(), Some(1), "nothing indexed after a dry run");
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing is indexed"));
+
+    // After a real run, a dry run of the same code under another project prices nothing: every
+    // chunk text is already in the embedding cache.
+    let real = semdex.json(&["index", root, "--json"]);
+    assert!(real["chunks_embedded"].as_i64().unwrap() > 0, "{real}");
+    let dry = semdex.json(&["index", root, "--project", "other", "--dry-run", "--json"]);
+    assert_eq!(dry["files_indexed"], 4, "{dry}");
+    assert_eq!(dry["estimated_tokens"], 0, "{dry}");
+    assert_eq!(dry["embedding_cache_hits"], real["chunks_embedded"], "{dry}");
 }
 
 #[test]
