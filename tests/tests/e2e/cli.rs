@@ -279,3 +279,34 @@ fn pgvector_and_local_hnsw_agree_on_the_fixture_project() {
         assert!(overlap >= 4, "{q}: top 5 overlap only {overlap}\nembedded: {a:?}\nserver:   {b:?}");
     }
 }
+
+/// Known answers on the fixture project with the builtin embedder, in every mode and on both
+/// backends: the file a developer would open is among the first three results.
+#[test]
+fn known_answers_on_the_fixture_project() {
+    let root = semdex_tests::fixture("ts-app");
+    let root = root.to_str().unwrap();
+    let cases: [(&str, &[&str], &str); 7] = [
+        ("hash a password", &["hybrid", "semantic", "lexical", "symbol"], "src/auth/password.ts"),
+        ("exponential backoff retry", &["hybrid", "semantic", "lexical", "symbol"], "src/core/retry.ts"),
+        ("JWT token verification", &["hybrid", "semantic", "lexical", "symbol"], "src/auth/token.service.ts"),
+        ("refund a payment", &["hybrid", "lexical", "symbol"], "src/payments/payment.gateway.ts"),
+        ("withRetry", &["symbol", "hybrid"], "src/core/retry.ts"),
+        ("UserService.createUser", &["symbol", "hybrid"], "src/users/user.service.ts"),
+        ("debounce", &["symbol", "hybrid", "lexical"], "src/utils/debounce.ts"),
+    ];
+    let check = |semdex: &Semdex| {
+        semdex.json(&["index", root, "--json"]);
+        for (query, modes, expected) in cases {
+            for mode in modes {
+                let v = semdex.json(&["search", query, "--mode", mode, "--top-k", "3", "--json"]);
+                let paths: Vec<&str> = results(&v).iter().map(|r| r["path"].as_str().unwrap()).collect();
+                assert!(paths.contains(&expected), "{query:?} [{mode}]: {expected} not in {paths:?}");
+            }
+        }
+    };
+    check(&Semdex::embedded());
+    if let Some(server) = crate::server_mode() {
+        check(&server);
+    }
+}
