@@ -129,6 +129,9 @@ pub struct PgStore {
 }
 
 impl PgStore {
+    /// Scopes holding at most this many distinct vectors are searched exactly, not through HNSW.
+    pub const EXACT_SCAN_BELOW: i64 = 2_000;
+
     /// Connects to `url`. Does not migrate: call [`Store::migrate_up`]. Logs a warning when the
     /// server has no pgvector (vectors are then kept as `real[]` and searched locally).
     pub async fn connect(url: &str) -> Result<PgStore> {
@@ -280,6 +283,44 @@ impl PgStore {
         // relaxed_order may return neighbours slightly out of order.
         hits.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
         Ok(hits)
+    }
+
+    /// Nearest neighbours by an exact scan of the scope's vectors in full precision: the path for
+    /// scopes too small for the HNSW index to serve well (see [`PgStore::EXACT_SCAN_BELOW`]).
+    pub async fn exact_dense_search(
+        &self,
+        model: &EmbeddingModel,
+        query: &[f32],
+        scope: &SearchScope,
+        k: i64,
+    ) -> Result<Vec<(i64, f32)>> {
+        if k <= 0 || scope.project_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if query.len() != model.dimensions as usize || query.iter().any(|x| !x.is_finite()) {
+            return Err(StoreError::Invalid("query vector does not fit the model".into()));
+        }
+        // The ORDER BY is not the index expression, so the planner cannot use the HNSW index.
+        let rows = sqlx::query(concat!(
+            "SELECT e.id, (e.embedding::vector <#> $1::vector)::float8 AS distance FROM embeddings e ",
+            "WHERE e.model_id = $2 AND e.content_hash IN (SELECT c.content_hash FROM chunks c WHERE ",
+            chunk_scope!("3", "4"),
+            ") ORDER BY distance, e.id LIMIT $5"
+        ))
+        .bind(pgvector::Vector::from(query.to_vec()))
+        .bind(model.id)
+        .bind(&scope.project_ids)
+        .bind(&scope.languages)
+        .bind(k)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let distance: f64 = col(row, "distance")?;
+                Ok((col::<i64>(row, "id")?, (-distance) as f32))
+            })
+            .collect()
     }
 
     /// Applied migration versions, ascending; empty when the bookkeeping table does not exist.
@@ -958,6 +999,24 @@ impl Store for PgStore {
     ) -> Result<Option<Vec<(i64, f32)>>> {
         if !self.has_pgvector_column().await? {
             return Ok(None);
+        }
+        // pgvector filters after the index scan: when the scope holds few of the model's vectors,
+        // an exact scan over just those is both faster and complete.
+        let row = sqlx::query(concat!(
+            "SELECT (SELECT count(*) FROM embeddings WHERE model_id = $1) AS total, ",
+            "(SELECT count(DISTINCT c.content_hash) FROM chunks c WHERE ",
+            chunk_scope!("2", "3"),
+            ") AS scoped"
+        ))
+        .bind(model.id)
+        .bind(&scope.project_ids)
+        .bind(&scope.languages)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let (total, scoped): (i64, i64) = (col(&row, "total")?, col(&row, "scoped")?);
+        if scoped <= Self::EXACT_SCAN_BELOW || scoped.saturating_mul(20) < total {
+            return self.exact_dense_search(model, query, scope, k).await.map(Some);
         }
         // ef_search grows with k so the candidate list always holds k hits with room to spare.
         let ef = (k.max(1) as u32).saturating_mul(2).max(40);

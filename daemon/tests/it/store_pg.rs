@@ -495,3 +495,45 @@ on_postgres!(
     suite_projects,
     suite_activity_log,
 );
+
+/// The trait's dense search picks an exact scan for small scopes and the HNSW index for large
+/// ones, and both agree with a brute-force ranking computed here.
+#[tokio::test]
+async fn trait_dense_search_is_exact_for_small_scopes_and_indexed_for_large_ones() {
+    let Some(store) = pg_store().await else { return };
+    let model = store.register_model("test", "tiny8", 8).await.unwrap();
+    let big = new_project(&store, "big").await;
+    let small = new_project(&store, "small").await;
+    let n = semdex::store::PgStore::EXACT_SCAN_BELOW as usize + 500;
+    let texts: Vec<String> = (0..n).map(|i| format!("chunk number {i}")).collect();
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    store.replace_file(big, &file("big.ts", &refs), None, None).await.unwrap();
+    store.replace_file(small, &file("small.ts", &refs[..10]), None, None).await.unwrap();
+    // Deterministic vectors spread over the sphere.
+    let vector = |i: usize| unit(&(0..8).map(|d| ((i * 31 + d * 17) % 97) as f32 - 48.0).collect::<Vec<_>>());
+    let vectors: Vec<(String, Vec<f32>)> = (0..n).map(|i| (hash(&texts[i]), vector(i))).collect();
+    store.put_embeddings(model.id, &vectors).await.unwrap();
+    let page = store.embeddings_page(model.id, 0, n as i64 + 1).await.unwrap();
+    let query = vector(7);
+    let brute = |allowed: usize| -> Vec<i64> {
+        let mut scored: Vec<(i64, f32)> = page[..allowed]
+            .iter()
+            .map(|(id, _, v)| (*id, v.iter().zip(&query).map(|(a, b)| a * b).sum::<f32>()))
+            .collect();
+        scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+        scored.into_iter().take(5).map(|s| s.0).collect()
+    };
+    for (project, allowed) in [(small, 10), (big, n)] {
+        let scope = SearchScope { project_ids: vec![project], languages: vec![] };
+        let hits = Store::dense_search(&store, &model, &query, &scope, 5).await.unwrap().expect("pgvector");
+        let ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
+        let expected = brute(allowed);
+        // The best hit is exact on both paths; the HNSW path may swap near-ties below it.
+        assert_eq!(ids[0], expected[0], "scope of {allowed}: {ids:?} vs {expected:?}");
+        let overlap = ids.iter().filter(|i| expected.contains(i)).count();
+        assert!(overlap >= 4, "scope of {allowed}: {ids:?} vs {expected:?}");
+        if allowed == 10 {
+            assert_eq!(ids, expected, "the exact path is exact");
+        }
+    }
+}
