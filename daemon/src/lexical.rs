@@ -80,6 +80,44 @@ pub fn query_terms(query: &str) -> Vec<String> {
     tokens(query).into_iter().filter(|t| seen.insert(t.clone())).collect()
 }
 
+/// The full-text terms of a search query, in the form both stores accept: a plain word gives
+/// its code-aware tokens; `"a quoted phrase"` gives one term whose tokens must appear in order;
+/// a word ending in `*` gives a prefix term (`creat*`). Distinct, in first-seen order.
+pub fn lexical_terms(query: &str) -> Vec<String> {
+    let mut terms = Vec::new();
+    let mut push = |t: String| {
+        if !t.trim_end_matches('*').is_empty() && !terms.contains(&t) {
+            terms.push(t);
+        }
+    };
+    for (i, segment) in query.split('"').enumerate() {
+        // Odd segments sit between quotes: phrases. An unclosed quote still counts as a phrase.
+        if i % 2 == 1 {
+            let phrase = tokens(segment).join(" ");
+            if !phrase.is_empty() {
+                push(phrase);
+            }
+            continue;
+        }
+        for word in segment.split_whitespace() {
+            match word.strip_suffix('*') {
+                Some(stem) => {
+                    let stem: String = stem
+                        .chars()
+                        .filter(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+                        .collect::<String>()
+                        .to_lowercase();
+                    if !stem.is_empty() {
+                        push(format!("{stem}*"));
+                    }
+                }
+                None => tokens(word).into_iter().for_each(&mut push),
+            }
+        }
+    }
+    terms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,6 +136,15 @@ mod tests {
     fn keeps_whole_identifier_and_parts() {
         assert_eq!(tokens("createUser(user_id)"), ["createuser", "create", "user", "user_id", "user", "id"]);
         assert_eq!(query_terms("user User createUser"), ["user", "createuser", "create"]);
+    }
+
+    #[test]
+    fn query_syntax_gives_phrases_and_prefixes() {
+        assert_eq!(lexical_terms("retry request"), ["retry", "request"]);
+        assert_eq!(lexical_terms("\"retry the request\" creat*"), ["retry the request", "creat*"]);
+        assert_eq!(lexical_terms("\"createUser(id)\""), ["createuser create user id"]);
+        assert_eq!(lexical_terms("getUser* * \"\""), ["getuser*"]);
+        assert_eq!(lexical_terms("\"unclosed phrase"), ["unclosed phrase"]);
     }
 
     #[test]

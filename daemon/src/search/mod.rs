@@ -194,7 +194,7 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
         }
     }
     if matches!(req.mode, Mode::Hybrid | Mode::Lexical) {
-        let terms = lexical::query_terms(query);
+        let terms = lexical::lexical_terms(query);
         if !terms.is_empty() {
             let scored = store.lexical_search(&terms, &scope, fetch).await?;
             let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
@@ -218,7 +218,8 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
         expand(engine, &mut results, expansion, &scope, req.top_k).await?;
     }
     results.truncate(req.top_k);
-    let terms = lexical::query_terms(query);
+    // Highlight every word of the query, phrases and prefixes included.
+    let terms = lexical::query_terms(&query.replace(['"', '*'], " "));
     for hit in &mut results {
         let (snippet, highlights) = snippet(&hit.chunk, hit.start_line, &terms);
         hit.snippet = snippet;
