@@ -156,10 +156,11 @@ fn ts_app_summary() {
 #[test]
 fn ts_app_chunks_of_interesting_files() {
     let index = run(&pipeline(&fixture("ts-app")));
-    let tables: Vec<String> = ["src/orders/order.service.ts", "src/ui/components/OrderTable.tsx", "src/legacy/strings.cjs"]
-        .iter()
-        .map(|p| chunk_table(&index, p))
-        .collect();
+    let tables: Vec<String> =
+        ["src/orders/order.service.ts", "src/ui/components/OrderTable.tsx", "src/legacy/strings.cjs"]
+            .iter()
+            .map(|p| chunk_table(&index, p))
+            .collect();
     insta::assert_snapshot!(tables.join("\n"));
 }
 
@@ -270,12 +271,17 @@ fn nasty_corpus_through_the_whole_pipeline() {
     let index = run_on(&pipeline, 2);
 
     // Every listed path comes out exactly once, indexed or skipped.
-    let mut out: Vec<String> =
-        index.files.iter().map(|f| f.path.clone()).chain(index.skipped.iter().map(|s| s.path.clone())).collect();
+    let mut out: Vec<String> = index
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .chain(index.skipped.iter().map(|s| s.path.clone()))
+        .collect();
     out.sort();
     assert_eq!(out, listed, "every listed file is indexed or skipped, once");
 
-    let reasons: Vec<(&str, &str)> = index.skipped.iter().map(|s| (s.path.as_str(), s.reason.code())).collect();
+    let reasons: Vec<(&str, &str)> =
+        index.skipped.iter().map(|s| (s.path.as_str(), s.reason.code())).collect();
     for (path, code) in [
         (".env", "secret"),
         ("id_rsa", "secret"),
