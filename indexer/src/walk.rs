@@ -47,7 +47,7 @@ pub enum SkipReason {
     Binary,
     /// Larger than the configured limit.
     TooLarge { size: u64, limit: u64 },
-    /// Minified: very long lines or a `.min.*` name.
+    /// Minified: mostly lines over the line limit, or a `.min.*` / `.bundle.*` name.
     Minified,
     /// Generated or vendored: source maps, lockfiles, `node_modules`, `dist`/`build` output.
     Generated,
@@ -136,8 +136,8 @@ pub struct WalkBuilder {
 }
 
 impl WalkBuilder {
-    /// A walk of `root` with the defaults: files up to 1 MiB, lines up to 1,000 characters, no
-    /// include or exclude globs.
+    /// A walk of `root` with the defaults: files up to 1 MiB, text counted as minified when lines
+    /// over 1,000 characters hold most of it, no include or exclude globs.
     pub fn new(root: impl AsRef<Path>) -> WalkBuilder {
         WalkBuilder {
             root: root.as_ref().to_path_buf(),
@@ -154,7 +154,8 @@ impl WalkBuilder {
         self
     }
 
-    /// Text whose longest line exceeds this is skipped as [`SkipReason::Minified`].
+    /// Text whose lines longer than this hold most of its bytes is skipped as
+    /// [`SkipReason::Minified`].
     pub fn max_line_length(mut self, chars: usize) -> WalkBuilder {
         self.max_line_length = chars;
         self
@@ -309,7 +310,7 @@ impl Walk {
         let content_hash = ContentHash::of(&bytes);
         let body = bytes.strip_prefix(UTF8_BOM).unwrap_or(&bytes);
         let text = std::str::from_utf8(body).map_err(|_| SkipReason::InvalidUtf8)?;
-        if longest_line_exceeds(text, self.builder.max_line_length) {
+        if mostly_long_lines(text, self.builder.max_line_length) {
             return Err(SkipReason::Minified);
         }
         Ok(SourceFile {
@@ -719,8 +720,15 @@ fn error_path(err: &ignore::Error) -> Option<&Path> {
 
 /// Whether some line of `text` has more than `max` characters. Bytes bound characters from
 /// above, so only long-in-bytes lines are counted.
-fn longest_line_exceeds(text: &str, max: usize) -> bool {
-    text.split('\n').any(|line| line.len() > max && line.chars().count() > max)
+/// Whether lines longer than `max` characters hold most of the text: minified or bundled code.
+/// A hand-written file with one long line (a data table, a test fixture string) is not minified.
+fn mostly_long_lines(text: &str, max: usize) -> bool {
+    let long: usize = text
+        .split('\n')
+        .filter(|line| line.len() > max && line.chars().count() > max)
+        .map(str::len)
+        .sum();
+    long > 0 && long * 2 > text.len()
 }
 
 /// Modification time in nanoseconds since the Unix epoch (negative before it, 0 if unknown).
@@ -784,9 +792,13 @@ mod tests {
     #[test]
     fn long_lines_count_characters_not_bytes() {
         let wide = "é".repeat(10);
-        assert!(!longest_line_exceeds(&wide, 10), "20 bytes but 10 characters");
-        assert!(longest_line_exceeds(&format!("a\n{wide}x\n"), 10));
-        assert!(!longest_line_exceeds("", 0));
+        assert!(!mostly_long_lines(&wide, 10), "20 bytes but 10 characters");
+        assert!(mostly_long_lines(&format!("a\n{wide}x\n"), 10));
+        assert!(!mostly_long_lines("", 0));
+        // One long line in a long hand-written file is not minification.
+        let normal = "const x = 1;\n".repeat(200);
+        assert!(!mostly_long_lines(&format!("{normal}{}\n{normal}", "y".repeat(1200)), 1000));
+        assert!(mostly_long_lines(&format!("{}\n{normal}", "y".repeat(5000)), 1000));
     }
 
     #[test]
