@@ -158,7 +158,8 @@ async fn serve(State(state): State<Arc<ServerState>>, body: Bytes) -> Response {
 }
 
 fn render(state: &ServerState, body: &[u8]) -> Response {
-    let bad = |m: &str| (StatusCode::BAD_REQUEST, format!(r#"{{"error":{{"message":"{m}"}}}}"#)).into_response();
+    let bad =
+        |m: &str| (StatusCode::BAD_REQUEST, format!(r#"{{"error":{{"message":"{m}"}}}}"#)).into_response();
     let Ok(request) = serde_json::from_slice::<serde_json::Value>(body) else { return bad("malformed JSON") };
     let Some(inputs) = request["input"].as_array() else { return bad("input must be an array") };
     if inputs.is_empty() || inputs.len() > SERVER_MAX_INPUTS {
@@ -206,9 +207,7 @@ fn start_server(dims: usize) -> (tokio::runtime::Runtime, SocketAddr, Arc<Server
         .route("/v1/embeddings", axum::routing::post(serve))
         .layer(DefaultBodyLimit::disable())
         .with_state(state.clone());
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind 127.0.0.1");
+    let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).expect("bind 127.0.0.1");
     let addr = listener.local_addr().expect("local addr");
     runtime.spawn(async move { axum::serve(listener, app).await });
     (runtime, addr, state)
@@ -256,7 +255,7 @@ fn file_write(path: &str, first: usize, n: usize) -> FileWrite {
             start_byte: byte,
             end_byte: byte + content.len() as i64,
             symbol_path: format!("handleOrder{i}"),
-            kind: "function".to_string(),
+            kind: "symbol".to_string(),
             language: "typescript".to_string(),
             token_count: indexer::count_tokens(&content) as i32,
             lexical: semdex::lexical::document(path, &format!("handleOrder{i}"), &content),
@@ -290,7 +289,11 @@ fn file_write(path: &str, first: usize, n: usize) -> FileWrite {
 /// Writes chunks `first..first + n` as a project of 64-chunk files; returns its id.
 async fn index_project(store: &SqliteStore, name: &str, first: usize, n: usize) -> i64 {
     let project = store
-        .create_project(NewProject { name: name.into(), settings: serde_json::json!({}), ..NewProject::default() })
+        .create_project(NewProject {
+            name: name.into(),
+            settings: serde_json::json!({}),
+            ..NewProject::default()
+        })
         .await
         .expect("create project");
     let mut at = first;
@@ -446,7 +449,8 @@ async fn measure(
         timeout: Duration::from_secs(60),
         ..OpenAiConfig::default()
     };
-    let embedder = Timed { inner: OpenAiEmbedder::new(config).expect("embedder"), calls: Mutex::new(Vec::new()) };
+    let embedder =
+        Timed { inner: OpenAiEmbedder::new(config).expect("embedder"), calls: Mutex::new(Vec::new()) };
     let model_id = store.register_model("openai", &model, dims as i32).await.expect("register model").id;
     let cancel = CancellationToken::new();
 
@@ -490,6 +494,47 @@ async fn measure(
     }
 }
 
+/// Times the client's decoding of one answer of `batch` vectors on its own: the same serde shape
+/// as the embedder's `parse_batch` (floats read as f64), then to f32 and normalised.
+fn parse_cost(server: &ServerState, batch: usize) -> (usize, Duration) {
+    #[derive(serde::Deserialize)]
+    struct Response {
+        data: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        #[allow(dead_code)]
+        index: Option<usize>,
+        embedding: Vec<f64>,
+    }
+    let inputs: Vec<String> = (0..batch).map(chunk_text).collect();
+    let request = serde_json::json!({ "model": "bench", "input": inputs, "dimensions": server.dims });
+    let mut body = String::new();
+    // The same renderer as the server, without the counters mattering here.
+    let response = render(server, request.to_string().as_bytes());
+    let bytes = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("runtime")
+        .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
+        .expect("body");
+    body.push_str(std::str::from_utf8(&bytes).expect("utf-8"));
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        let parsed: Response = serde_json::from_str(&body).expect("parse");
+        let mut total = 0.0f32;
+        for item in parsed.data {
+            let mut v: Vec<f32> = item.embedding.iter().map(|&x| x as f32).collect();
+            semdex::embed::normalize(&mut v);
+            total += v[0];
+        }
+        std::hint::black_box(total);
+        times.push(t.elapsed());
+    }
+    times.sort();
+    (body.len(), times[2])
+}
+
 /// Times the store operations `embed_pending` performs between calls, on their own.
 async fn store_costs(store: &SqliteStore, dims: usize, shapes: &[(usize, usize)], scope: i64) {
     println!("\nstore operations on their own ({dims} dims, median of 5):");
@@ -512,7 +557,11 @@ async fn store_costs(store: &SqliteStore, dims: usize, shapes: &[(usize, usize)]
         let mut writes = Vec::new();
         for round in 0..5 {
             let id = store
-                .register_model("openai", &format!("bench-store-costs-{concurrency}x{batch}-{round}"), dims as i32)
+                .register_model(
+                    "openai",
+                    &format!("bench-store-costs-{concurrency}x{batch}-{round}"),
+                    dims as i32,
+                )
                 .await
                 .expect("model")
                 .id;
@@ -541,14 +590,19 @@ fn main() {
     let repeats = env_usize("SEMDEX_BENCH_EMBED_REPEATS", 3).max(1);
     let small = env_usize("SEMDEX_BENCH_EMBED_SMALL", 24_576);
     let all = env_usize("SEMDEX_BENCH_EMBED_ALL", 98_304).max(small);
-    let configs = std::env::var("SEMDEX_BENCH_EMBED_CONFIGS").unwrap_or_else(|_| "4x64,8x128,4x2048,4x2048@all".into());
+    let configs =
+        std::env::var("SEMDEX_BENCH_EMBED_CONFIGS").unwrap_or_else(|_| "4x64,8x128,4x2048,4x2048@all".into());
     let setups: Vec<Setup> = configs
         .split(',')
         .filter(|s| !s.trim().is_empty())
         .map(|s| Setup::parse(s).unwrap_or_else(|| panic!("bad config {s:?}: want CxB or CxB@all")))
         .collect();
     for s in &setups {
-        assert!(s.concurrency <= SERVER_CAP && s.batch <= SERVER_MAX_INPUTS, "{} exceeds the server's cap", s.label());
+        assert!(
+            s.concurrency <= SERVER_CAP && s.batch <= SERVER_MAX_INPUTS,
+            "{} exceeds the server's cap",
+            s.label()
+        );
     }
     // `cargo bench` passes `--bench`; a filter argument, if any, is ignored.
     let (server_rt, addr, server) = start_server(dims);
@@ -631,6 +685,17 @@ fn main() {
         shapes.sort_unstable();
         shapes.dedup();
         store_costs(&store, dims, &shapes, small_id).await;
+        println!("\nclient decoding of one answer on its own (one thread, median of 5):");
+        for &(concurrency, batch) in &shapes {
+            let (size, time) = tokio::task::block_in_place(|| parse_cost(&server, batch));
+            println!(
+                "  C={concurrency} B={batch:>4}: {:.1} MB of JSON, {:.1} ms to decode; x C = {:.1} ms per round \
+                 of calls, all decoded on embed_pending's one task",
+                size as f64 / 1e6,
+                time.as_secs_f64() * 1e3,
+                time.as_secs_f64() * 1e3 * concurrency as f64,
+            );
+        }
         store.close().await;
     });
     drop(server_rt);
