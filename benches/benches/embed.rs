@@ -405,6 +405,8 @@ struct Pass {
     first_call: Duration,
     /// From the last call's end to the pass's end (its store write, the final read).
     tail: Duration,
+    /// Calls made by the second pass over the unchanged corpus (asserted to be 0).
+    second_pass_calls: u64,
     cpu_server: f64,
     cpu_client: f64,
     load: String,
@@ -488,6 +490,7 @@ async fn measure(
         occupancy: busy.as_secs_f64() / (setup.concurrency as f64 * wall.as_secs_f64()),
         first_call: first - start,
         tail: end.saturating_duration_since(last),
+        second_pass_calls: again.calls,
         cpu_server: cpu_s1 - cpu_s0,
         cpu_client: cpu_c1 - cpu_c0,
         load,
@@ -509,15 +512,14 @@ fn parse_cost(server: &ServerState, batch: usize) -> (usize, Duration) {
     }
     let inputs: Vec<String> = (0..batch).map(chunk_text).collect();
     let request = serde_json::json!({ "model": "bench", "input": inputs, "dimensions": server.dims });
-    let mut body = String::new();
-    // The same renderer as the server, without the counters mattering here.
+    // The same renderer as the server (its counters move, which no pass reads any more).
     let response = render(server, request.to_string().as_bytes());
     let bytes = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime")
         .block_on(axum::body::to_bytes(response.into_body(), usize::MAX))
         .expect("body");
-    body.push_str(std::str::from_utf8(&bytes).expect("utf-8"));
+    let body = String::from_utf8(bytes.to_vec()).expect("utf-8");
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
@@ -576,8 +578,9 @@ async fn store_costs(store: &SqliteStore, dims: usize, shapes: &[(usize, usize)]
         }
         writes.sort();
         println!(
-            "  C={concurrency} B={batch:>4}: read a page of {page:>5} rows {:>8.1} ms, count its tokens ({tokens} tokens) {:>7.1} ms, \
+            "  C={concurrency} B={batch:>4}: read a page of {:>5} rows {:>8.1} ms, count its tokens ({tokens} tokens) {:>7.1} ms, \
              store {batch} vectors {:>7.1} ms",
+            rows.len(),
             reads[2].as_secs_f64() * 1e3,
             counting.as_secs_f64() * 1e3,
             writes[2].as_secs_f64() * 1e3,
@@ -667,7 +670,7 @@ fn main() {
             let best = rates[rates.len() - 1];
             let max = theoretical(*setup);
             println!(
-                "| {} | {} | {} | {:.0} | {:.0} | {:.1}% | {:.1}% | {:.1}% | {} | {} | 0 |",
+                "| {} | {} | {} | {:.0} | {:.0} | {:.1}% | {:.1}% | {:.1}% | {} | {} | {} |",
                 setup.concurrency,
                 setup.batch,
                 passes[0].inputs,
@@ -678,6 +681,7 @@ fn main() {
                 100.0 * round_bound(*setup, passes[0].inputs),
                 passes[0].calls,
                 passes.iter().map(|p| p.server.rejected_429).sum::<u64>(),
+                passes.iter().map(|p| p.second_pass_calls).sum::<u64>(),
             );
         }
 
