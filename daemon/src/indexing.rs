@@ -168,17 +168,18 @@ pub async fn index_project(
     for item in items {
         match item {
             WalkItem::File(entry) => {
-                let unchanged = states.get(&entry.path).is_some_and(|s| {
-                    s.skip_reason.is_none()
-                        && s.content_hash.is_some()
-                        && s.size == entry.size as i64
+                // Same size and mtime as last time: unchanged, whether it was indexed or refused
+                // when read (binary, minified, undecodable); either way it is not read again.
+                let known = states.get(&entry.path).filter(|s| {
+                    s.size == entry.size as i64
                         && s.mtime_ns == entry.mtime_ns
                         && s.chunker_version == CHUNKER_VERSION as i32
+                        && (s.skip_reason.is_some() || s.content_hash.is_some())
                 });
-                if unchanged {
-                    summary.files_unchanged += 1;
-                } else {
-                    candidates.push(WalkItem::File(entry));
+                match known {
+                    Some(s) if s.skip_reason.is_some() => summary.files_skipped += 1,
+                    Some(_) => summary.files_unchanged += 1,
+                    None => candidates.push(WalkItem::File(entry)),
                 }
             }
             WalkItem::Skipped(skip) => {
@@ -187,7 +188,7 @@ pub async fn index_project(
                     s.skip_reason.as_deref() == Some(skip.reason.code()) && s.size == skip.size as i64
                 });
                 if !same {
-                    skipped_writes.push(skip);
+                    skipped_writes.push((skip, 0));
                 }
             }
         }
@@ -217,7 +218,7 @@ pub async fn index_project(
     for p in &gone {
         all_paths.remove(p);
     }
-    for s in &skipped_writes {
+    for (s, _) in &skipped_writes {
         all_paths.remove(&s.path);
     }
     all_paths.extend(analyses.iter().map(|a| a.path.clone()));
@@ -270,8 +271,8 @@ pub async fn index_project(
             progress("write", written, writes_total);
         }
     }
-    for skip in &skipped_writes {
-        store.replace_file(project.id, &skipped_write(skip), Some(run.id), commit).await?;
+    for (skip, mtime_ns) in &skipped_writes {
+        store.replace_file(project.id, &skipped_write(skip, *mtime_ns), Some(run.id), commit).await?;
     }
     for (path, size, mtime_ns) in &touched {
         store.touch_file(project.id, path, *size, *mtime_ns).await?;
@@ -330,7 +331,9 @@ impl Drop for AbortOnDrop {
 #[error("cancelled")]
 pub struct Cancelled;
 
-type Analyzed = (Vec<FileAnalysis>, Vec<SkippedFile>, Vec<(String, i64, i64)>);
+/// Analyzed files, files refused when read (with their mtime), and files whose content did not
+/// change (path, size, mtime).
+type Analyzed = (Vec<FileAnalysis>, Vec<(SkippedFile, i64)>, Vec<(String, i64, i64)>);
 
 /// Reads the candidates, drops those whose content hash is unchanged (returned as `touched`
 /// with their new size and mtime), and analyzes the rest. Runs on rayon's pool.
@@ -343,7 +346,7 @@ fn analyze(
     use rayon::prelude::*;
     enum Outcome {
         Analyzed(Box<FileAnalysis>),
-        Skipped(SkippedFile),
+        Skipped(SkippedFile, i64),
         Touched(String, i64, i64),
     }
     let outcomes: Vec<Option<Outcome>> = candidates
@@ -354,7 +357,10 @@ fn analyze(
             }
             let WalkItem::File(entry) = item else { return None };
             Some(match pipeline.walk().read(&entry) {
-                Err(reason) => Outcome::Skipped(SkippedFile { path: entry.path, reason, size: entry.size }),
+                Err(reason) => {
+                    let mtime = entry.mtime_ns;
+                    Outcome::Skipped(SkippedFile { path: entry.path, reason, size: entry.size }, mtime)
+                }
                 Ok(source) => {
                     if known_hashes.get(&source.path) == Some(&source.content_hash.to_hex()) {
                         Outcome::Touched(source.path, source.size as i64, source.mtime_ns)
@@ -374,7 +380,7 @@ fn analyze(
     for outcome in outcomes.into_iter().flatten() {
         match outcome {
             Outcome::Analyzed(a) => analyses.push(*a),
-            Outcome::Skipped(s) => skips.push(s),
+            Outcome::Skipped(s, mtime) => skips.push((s, mtime)),
             Outcome::Touched(p, size, mtime) => touched.push((p, size, mtime)),
         }
     }
@@ -483,8 +489,9 @@ pub fn file_write(a: &FileAnalysis, resolutions: &[Resolution]) -> FileWrite {
     }
 }
 
-/// The file row recorded for a skipped file: no content, a reason.
-fn skipped_write(skip: &SkippedFile) -> FileWrite {
+/// The file row recorded for a skipped file: no content, a reason, and the mtime when the file
+/// was refused on reading (0 when it was ruled out by its path or size alone).
+fn skipped_write(skip: &SkippedFile, mtime_ns: i64) -> FileWrite {
     FileWrite {
         file: FileRecord {
             path: skip.path.clone(),
@@ -492,7 +499,7 @@ fn skipped_write(skip: &SkippedFile) -> FileWrite {
             size: skip.size as i64,
             line_count: 0,
             content_hash: None,
-            mtime_ns: 0,
+            mtime_ns,
             is_binary: skip.reason == SkipReason::Binary,
             is_generated: matches!(skip.reason, SkipReason::Generated | SkipReason::Minified),
             skip_reason: Some(skip.reason.code().to_string()),

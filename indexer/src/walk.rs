@@ -723,11 +723,8 @@ fn error_path(err: &ignore::Error) -> Option<&Path> {
 /// Whether lines longer than `max` characters hold most of the text: minified or bundled code.
 /// A hand-written file with one long line (a data table, a test fixture string) is not minified.
 fn mostly_long_lines(text: &str, max: usize) -> bool {
-    let long: usize = text
-        .split('\n')
-        .filter(|line| line.len() > max && line.chars().count() > max)
-        .map(str::len)
-        .sum();
+    let long: usize =
+        text.split('\n').filter(|line| line.len() > max && line.chars().count() > max).map(str::len).sum();
     long > 0 && long * 2 > text.len()
 }
 

@@ -95,6 +95,8 @@ module.exports = { fetchWithRetry };
 "#,
     );
     write(root, ".env", "API_KEY=sk-test-not-a-real-key\n");
+    // Refused when read (NUL bytes), not by its name.
+    write(root, "src/blob.ts", "export const x = 1;\0\0\0\n");
     write(root, "README.md", "# demo\n");
     dir
 }
@@ -138,8 +140,9 @@ fn index_then_search(semdex: &Semdex) {
     assert_eq!(summary["project"], "demo");
     assert_eq!(summary["status"], "succeeded");
     assert_eq!(summary["files_indexed"], 4, "{summary}");
-    // .env (secret) and README.md (unsupported language) are recorded as skipped.
-    assert_eq!(summary["files_skipped"], 2, "{summary}");
+    // .env (secret), README.md (unsupported language) and src/blob.ts (binary) are recorded as
+    // skipped.
+    assert_eq!(summary["files_skipped"], 3, "{summary}");
     assert!(summary["chunks"].as_i64().unwrap() >= 4, "{summary}");
     assert_eq!(summary["chunks_embedded"], summary["chunks"], "distinct chunks all embedded: {summary}");
     for key in ["run_id", "embedding_cache_hits", "tokens_embedded", "duration_ms"] {
@@ -179,9 +182,11 @@ fn incremental_without_ghosts(semdex: &Semdex) {
     let first = semdex.json(&["index", root, "--json"]);
     assert_eq!(first["files_indexed"], 4);
 
-    // Nothing changed: nothing is parsed and nothing is embedded.
+    // Nothing changed: nothing is parsed and nothing is embedded; skips stay skips.
     let again = semdex.json(&["index", root, "--json"]);
     assert_eq!(again["files_indexed"], 0, "{again}");
+    assert_eq!(again["files_skipped"], first["files_skipped"], "{again}");
+    assert_eq!(again["files_unchanged"], 4, "{again}");
     assert_eq!(again["chunks_embedded"], 0, "{again}");
     assert_eq!(again["tokens_embedded"], 0, "{again}");
 
