@@ -12,7 +12,8 @@
 //! `SEMDEX_BENCH_CHUNKS` (100000; the vector count is the same), `SEMDEX_BENCH_CHUNKS_PER_FILE` (20),
 //! `SEMDEX_BENCH_DIMS` (3072), `SEMDEX_BENCH_VECTOR_BATCH` (256 vectors per `put_embeddings` call),
 //! `SEMDEX_BENCH_HNSW_VECTORS` (1000: the small load with the model's HNSW index kept),
-//! `SEMDEX_BENCH_ONLY` (`pg` or `sqlite` to run one backend).
+//! `SEMDEX_BENCH_ONLY` (`pg` or `sqlite` for one backend; `pg-chunks` or `pg-vectors` for one
+//! PostgreSQL section).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -47,7 +48,8 @@ struct Config {
     dims: usize,
     vector_batch: usize,
     hnsw_vectors: usize,
-    run_pg: bool,
+    run_pg_chunks: bool,
+    run_pg_vectors: bool,
     run_sqlite: bool,
 }
 
@@ -64,7 +66,8 @@ impl Config {
             dims: env_usize("SEMDEX_BENCH_DIMS", 3072),
             vector_batch: env_usize("SEMDEX_BENCH_VECTOR_BATCH", 256),
             hnsw_vectors: env_usize("SEMDEX_BENCH_HNSW_VECTORS", 1000),
-            run_pg: only.is_empty() || only == "pg",
+            run_pg_chunks: only.is_empty() || only == "pg" || only == "pg-chunks",
+            run_pg_vectors: only.is_empty() || only == "pg" || only == "pg-vectors",
             run_sqlite: only.is_empty() || only == "sqlite",
         }
     }
@@ -795,7 +798,7 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
             true,
         ),
     ];
-    for (label, path, stats) in chunk_runs {
+    for (label, path, stats) in chunk_runs.into_iter().filter(|_| cfg.run_pg_chunks) {
         let (store, mut conn, project_id) = pg_setup(&server, &db).await?;
         if !stats {
             pg_drop_stats_triggers(&mut conn).await?;
@@ -849,7 +852,7 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
             true,
         ),
     ];
-    for (label, path, count, keep_hnsw) in vector_runs {
+    for (label, path, count, keep_hnsw) in vector_runs.into_iter().filter(|_| cfg.run_pg_vectors) {
         let (store, mut conn, _) = pg_setup(&server, &db).await?;
         let model_id = pg_model(&store, &mut conn, cfg.dims, keep_hnsw).await?;
         if matches!(path, VectorPath::DirectCopyNoCheck | VectorPath::InsertOneRowNoCheck) {
@@ -982,7 +985,7 @@ fn main() -> Res<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut report = Report::default();
     let result = runtime.block_on(async {
-        if cfg.run_pg {
+        if cfg.run_pg_chunks || cfg.run_pg_vectors {
             run_pg(&cfg, &data, &mut report, &root).await?;
         }
         if cfg.run_sqlite {
