@@ -2,3 +2,6 @@
 
 /// `semdex index` and `semdex search` on the embedded default.
 mod cli;
+
+/// `semdex backup`, `restore`, `migrate` and `status` on fresh data directories.
+mod backup;
