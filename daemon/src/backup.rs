@@ -210,6 +210,18 @@ pub fn validate(path: &Path) -> Result<Summary> {
 /// unless `force` (which replaces its contents).
 pub async fn restore(store: &dyn Store, path: &Path, force: bool) -> Result<Summary> {
     let summary = validate(path)?;
+    restore_validated(store, path, force, &summary).await
+}
+
+/// [`restore`] for a file [`validate`] already accepted (giving `summary`), so a caller that
+/// validates before opening the store does not read the file a third time. The load still
+/// re-checks the trailer before committing.
+pub async fn restore_validated(
+    store: &dyn Store,
+    path: &Path,
+    force: bool,
+    summary: &Summary,
+) -> Result<Summary> {
     let latest = store.status().await?.latest_version;
     if summary.header.schema_version != latest {
         return Err(BackupError::SchemaMismatch { found: summary.header.schema_version, expected: latest });

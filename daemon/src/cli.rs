@@ -202,9 +202,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Restore { file, force } => {
             // The whole file is checked before the store is even opened.
-            backup::validate(&file)?;
+            let validated = backup::validate(&file)?;
             let store = engine::connect_store(&config).await?;
-            let summary = backup::restore(store.as_ref(), &file, force).await?;
+            let summary = backup::restore_validated(store.as_ref(), &file, force, &validated).await?;
             // The local vector index is derived from the embeddings just replaced: drop it so it
             // is rebuilt from the store on next use rather than trusted by its extent.
             let vectors = config.vector_dir();
