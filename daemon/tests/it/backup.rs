@@ -394,3 +394,47 @@ async fn backup_of_an_unmigrated_store_is_refused() {
     assert!(err.to_string().contains("semdex migrate up"), "{err}");
     assert!(!out.exists());
 }
+
+/// `url` with its user replaced by `user` (no password: the test server trusts loopback).
+fn with_user(url: &str, user: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let authority_end = url[start..].find('/').map_or(url.len(), |i| start + i);
+    let host = match url[start..authority_end].rfind('@') {
+        Some(at) => &url[start + at + 1..],
+        None => &url[start..],
+    };
+    format!("{}{user}@{host}", &url[..start])
+}
+
+/// A server without pgvector (as a role that cannot create it) keeps vectors as `real[]`; a
+/// restore there, by a role that owns the schema but is no superuser, keeps every row too.
+#[tokio::test]
+async fn restore_into_postgres_without_pgvector_as_a_plain_owner() {
+    use sqlx::Connection;
+    let Some(url) = support::pg_database().await else { return };
+    let role = format!("semdex_restore_{:08x}", fastrand::u32(..));
+    let mut admin = sqlx::PgConnection::connect(&url).await.unwrap();
+    let db: String =
+        sqlx::query_scalar("SELECT current_database()::text").fetch_one(&mut admin).await.unwrap();
+    sqlx::query(&format!("CREATE ROLE {role} LOGIN")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("ALTER DATABASE {db} OWNER TO {role}")).execute(&mut admin).await.unwrap();
+
+    let (_d, source) = sqlite().await;
+    populate(&source).await;
+    let expected = checksums(&source).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("b.jsonl");
+    backup::backup(&source, &path).await.unwrap();
+
+    let store = PgStore::connect(&with_user(&url, &role)).await.unwrap();
+    store.migrate_up().await.unwrap();
+    assert!(!store.has_pgvector_column().await.unwrap());
+    backup::restore(&store, &path, false).await.unwrap();
+    assert_eq!(checksums(&store).await, expected);
+    check_live(&store).await;
+
+    store.close().await;
+    sqlx::query(&format!("ALTER DATABASE {db} OWNER TO CURRENT_USER")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("REASSIGN OWNED BY {role} TO CURRENT_USER")).execute(&mut admin).await.unwrap();
+    sqlx::query(&format!("DROP ROLE {role}")).execute(&mut admin).await.unwrap();
+}
