@@ -276,6 +276,9 @@ async fn sqlite_to_postgres_and_back_keeps_every_row() {
     let (_d2, target) = sqlite().await;
     backup::restore(&target, &back_from, false).await.unwrap();
     assert_eq!(checksums(&target).await, expected, "back into SQLite changed rows");
+    // The triggers held off during the restore are back, exactly as the migration made them.
+    let (_d3, fresh) = sqlite().await;
+    assert_eq!(target.schema_dump().await.unwrap(), fresh.schema_dump().await.unwrap());
     check_live(&target).await;
 }
 
