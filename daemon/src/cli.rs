@@ -1,5 +1,8 @@
-//! The `semdex` command line: `index`, `search` and `status` today, on the configured store
-//! (the embedded SQLite default, or PostgreSQL with a database URL).
+//! The `semdex` command line: `index`, `search`, `status`, `migrate`, `backup` and `restore`, on
+//! the configured store (the embedded SQLite default, or PostgreSQL with a database URL).
+//!
+//! `index` and `search` open the engine, which migrates the store up first; `status`, `migrate`
+//! and `backup` connect without migrating, so they show and manage the schema as it is.
 //!
 //! Exit status: 0 success, 1 failure, 2 usage error.
 
@@ -11,8 +14,9 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::backup;
 use crate::config::{Config, Overrides};
-use crate::engine::Engine;
+use crate::engine::{self, Engine};
 use crate::indexing::{self, IndexOptions, Progress};
 use crate::search::{self, Mode, SearchRequest};
 use crate::store::{NewProject, Project, RunStatus};
@@ -72,7 +76,43 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Show the store: backend, schema version, row counts, projects.
+    /// Show the store: backend, schema version, row counts, size on disk, pgvector, projects.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Apply, revert or list schema migrations.
+    Migrate {
+        #[command(subcommand)]
+        action: MigrateAction,
+    },
+    /// Write every table (vectors included) to a versioned JSON Lines file.
+    Backup {
+        /// The backup file to write (replaced only once the backup is complete).
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Restore a backup: validates the whole file first, then loads it in one transaction.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        /// Replace the contents of a store that already holds data.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum MigrateAction {
+    /// Apply every pending migration.
+    Up,
+    /// Revert the latest migration, or every migration above `--to`.
+    Down {
+        /// Revert down to this version (it stays applied); 0 reverts everything.
+        #[arg(long)]
+        to: Option<i64>,
+    },
+    /// List applied and pending migrations.
     Status {
         #[arg(long)]
         json: bool,
@@ -145,47 +185,159 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print_search(&response, json, explain);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status { json } => {
-            let engine = Engine::open(config).await?;
-            let status = engine.store.status().await?;
-            let projects = engine.store.list_projects().await?;
-            if json {
-                let value = serde_json::json!({
-                    "backend": status.backend.name(),
-                    "schema_version": status.schema_version,
-                    "latest_version": status.latest_version,
-                    "size_bytes": status.size_bytes,
-                    "pgvector": status.pgvector,
-                    "rows": status.row_counts.iter().map(|(t, n)| (t.clone(), serde_json::json!(n)))
-                        .collect::<serde_json::Map<_, _>>(),
-                    "projects": projects.iter().map(|p| serde_json::json!({
-                        "name": p.name, "root_path": p.root_path, "files": p.total_files,
-                        "chunks": p.total_chunks, "size_bytes": p.total_size_bytes,
-                    })).collect::<Vec<_>>(),
-                });
-                println!("{}", serde_json::to_string_pretty(&value)?);
-            } else {
-                println!("backend: {}", status.backend.name());
-                println!("schema version: {:?} (latest {})", status.schema_version, status.latest_version);
-                if let Some(v) = &status.pgvector {
-                    println!("pgvector: {v}");
-                }
-                for (table, rows) in &status.row_counts {
-                    println!("  {table}: {rows}");
-                }
-                for p in &projects {
-                    println!(
-                        "project {}: {} files, {} chunks ({})",
-                        p.name,
-                        p.total_files,
-                        p.total_chunks,
-                        p.root_path.as_deref().unwrap_or("-")
-                    );
-                }
+        Command::Status { json } => status(&config, json).await,
+        Command::Migrate { action } => migrate(&config, action).await,
+        Command::Backup { output } => {
+            let store = engine::connect_store(&config).await?;
+            let summary = backup::backup(store.as_ref(), &output).await?;
+            println!(
+                "backed up {} rows from {} (schema version {}) to {} ({})",
+                summary.total_rows(),
+                summary.header.backend,
+                summary.header.schema_version,
+                output.display(),
+                human_bytes(summary.bytes)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Restore { file, force } => {
+            // The whole file is checked before the store is even opened.
+            let validated = backup::validate(&file)?;
+            let store = engine::connect_store(&config).await?;
+            let summary = backup::restore_validated(store.as_ref(), &file, force, &validated).await?;
+            // The local vector index is derived from the embeddings just replaced: drop it so it
+            // is rebuilt from the store on next use rather than trusted by its extent.
+            let vectors = config.vector_dir();
+            if vectors.exists() {
+                std::fs::remove_dir_all(&vectors)
+                    .with_context(|| format!("removing the stale vector index in {}", vectors.display()))?;
             }
+            println!(
+                "restored {} rows into {} from {} (written by {} at {})",
+                summary.total_rows(),
+                store.backend().name(),
+                file.display(),
+                summary.header.backend,
+                summary.header.created_at
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let store = engine::connect_store(config).await?;
+    let status = store.status().await?;
+    // Projects are listed only once the schema exists; status never migrates.
+    let projects = if status.schema_version.is_some() { store.list_projects().await? } else { Vec::new() };
+    let pgvector = match &status.pgvector {
+        Some(v) => format!("present, version {v}"),
+        None => "absent: local HNSW serves search".to_string(),
+    };
+    if json {
+        let value = serde_json::json!({
+            "backend": status.backend.name(),
+            "schema_version": status.schema_version,
+            "latest_version": status.latest_version,
+            "size_bytes": status.size_bytes,
+            "pgvector": status.pgvector,
+            "pgvector_status": pgvector,
+            "rows": status.row_counts.iter().map(|(t, n)| (t.clone(), serde_json::json!(n)))
+                .collect::<serde_json::Map<_, _>>(),
+            "projects": projects.iter().map(|p| serde_json::json!({
+                "name": p.name, "root_path": p.root_path, "files": p.total_files,
+                "chunks": p.total_chunks, "size_bytes": p.total_size_bytes,
+            })).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("backend: {}", status.backend.name());
+    match status.schema_version {
+        Some(v) if v == status.latest_version => println!("schema version: {v} (latest)"),
+        Some(v) => {
+            println!("schema version: {v} (latest {}: run `semdex migrate up`)", status.latest_version)
+        }
+        None => println!("schema version: none (latest {}: run `semdex migrate up`)", status.latest_version),
+    }
+    match status.size_bytes {
+        Some(size) => println!("size on disk: {}", human_bytes(u64::try_from(size).unwrap_or(0))),
+        None => println!("size on disk: unknown"),
+    }
+    println!("pgvector: {pgvector}");
+    println!("rows:");
+    for (table, rows) in &status.row_counts {
+        println!("  {table}: {rows}");
+    }
+    for p in &projects {
+        println!(
+            "project {}: {} files, {} chunks ({})",
+            p.name,
+            p.total_files,
+            p.total_chunks,
+            p.root_path.as_deref().unwrap_or("-")
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn migrate(config: &Config, action: MigrateAction) -> anyhow::Result<ExitCode> {
+    let store = engine::connect_store(config).await?;
+    match action {
+        MigrateAction::Up => {
+            store.migrate_up().await.context("applying migrations")?;
+            let status = store.status().await?;
+            println!("schema at version {}", status.schema_version.unwrap_or(0));
+        }
+        MigrateAction::Down { to } => {
+            if to.is_some_and(|v| v < 0) {
+                eprintln!("semdex: --to must be a version >= 0");
+                return Ok(ExitCode::from(2));
+            }
+            store.migrate_down(to).await.context("reverting migrations")?;
+            let status = store.status().await?;
+            match status.schema_version {
+                Some(v) => println!("schema at version {v}"),
+                None => println!("schema at version 0 (no migration applied)"),
+            }
+        }
+        MigrateAction::Status { json } => {
+            let migrations = store.migrations().await?;
+            if json {
+                let list: Vec<serde_json::Value> = migrations
+                    .iter()
+                    .map(|m| {
+                        serde_json::json!({
+                            "version": m.version, "description": m.description,
+                            "applied": m.applied, "known": m.known,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "backend": store.backend().name(), "migrations": list }));
+            } else {
+                for m in &migrations {
+                    let state = if m.applied { "applied" } else { "pending" };
+                    println!("{:>6}  {state:<8} {}", m.version, m.description);
+                }
+                if migrations.is_empty() {
+                    println!("no migrations");
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A byte count for people: `12.3 MiB`.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 { format!("{bytes} B") } else { format!("{value:.1} {}", UNITS[unit]) }
 }
 
 async fn find_project(engine: &Engine, name: &str) -> anyhow::Result<Project> {

@@ -44,6 +44,14 @@ impl Engine {
 /// Opens and migrates the store the configuration names: PostgreSQL when a database URL is
 /// set, else the SQLite file in the data directory.
 pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
+    let store = connect_store(config).await?;
+    store.migrate_up().await.context("applying migrations")?;
+    Ok(store)
+}
+
+/// Opens the store the configuration names without migrating it, for the commands that manage
+/// the schema themselves (`migrate`, `status`, `backup`, `restore`).
+pub async fn connect_store(config: &Config) -> anyhow::Result<SharedStore> {
     let store: SharedStore = match &config.database_url {
         Some(url) => Arc::new(PgStore::connect(url).await.context("connecting to PostgreSQL")?),
         None => {
@@ -55,7 +63,6 @@ pub async fn open_store(config: &Config) -> anyhow::Result<SharedStore> {
             )
         }
     };
-    store.migrate_up().await.context("applying migrations")?;
     Ok(store)
 }
 

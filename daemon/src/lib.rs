@@ -1,6 +1,7 @@
 //! semdex, the daemon: configuration, stores, embedders, vector indexes, search, the job runner,
 //! the HTTP API and the CLI. The thin binary in `main.rs` calls [`cli::main`].
 
+pub mod backup;
 pub mod cli;
 pub mod config;
 pub mod embed;

@@ -15,7 +15,12 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 
 /// The `semdex` binary of this build, built on demand when the test run did not build it.
+/// `SEMDEX_BIN` names another binary instead (useful when several checkouts share one target
+/// directory and `target/<profile>/semdex` may belong to another one).
 pub fn semdex_bin() -> PathBuf {
+    if let Some(bin) = std::env::var_os("SEMDEX_BIN").filter(|b| !b.is_empty()) {
+        return PathBuf::from(bin);
+    }
     let exe = std::env::current_exe().expect("test binary path");
     // target/<profile>/deps/<test> -> target/<profile>/semdex
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");

@@ -4,6 +4,7 @@
 //! Row and write types live here and are converted explicitly from the indexer's domain types;
 //! the indexer's types never derive serde or sqlx traits.
 
+mod dump;
 mod pg;
 mod sqlite;
 
@@ -11,6 +12,10 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use self::dump::{
+    ColumnKind, ExportSnapshot, RestoreSession, Row, TABLES, TableSpec, canonical_json, decode_vector,
+    encode_vector, format_timestamp, parse_timestamp, row_key, table, validate_row,
+};
 pub use self::pg::PgStore;
 pub use self::sqlite::SqliteStore;
 
@@ -365,6 +370,17 @@ pub struct StoreStatus {
     pub pgvector: Option<String>,
 }
 
+/// One migration as `semdex migrate status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationInfo {
+    pub version: i64,
+    /// The migration's name; for a version this binary does not know, a note saying so.
+    pub description: String,
+    pub applied: bool,
+    /// Whether this binary carries the migration (`false`: the schema is newer than the binary).
+    pub known: bool,
+}
+
 /// The relational store. Every method is one transaction unless it says otherwise.
 #[async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
@@ -377,6 +393,14 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// with `Migration`.
     async fn migrate_down(&self, to: Option<i64>) -> Result<()>;
     async fn status(&self) -> Result<StoreStatus>;
+    /// Every migration this binary knows and every one the database has applied, by version.
+    async fn migrations(&self) -> Result<Vec<MigrationInfo>>;
+    /// Opens a consistent read-only snapshot of every table, for a backup.
+    async fn begin_export(&self) -> Result<Box<dyn ExportSnapshot>>;
+    /// Starts a restore in one write transaction. Refuses (`Conflict`) a store holding any row
+    /// unless `wipe`, which deletes every row first (in the same transaction). The schema must
+    /// be migrated.
+    async fn begin_restore(&self, wipe: bool) -> Result<Box<dyn RestoreSession>>;
     /// A canonical, sorted listing of the schema's objects (tables with their columns and
     /// constraints, indexes, triggers, views), without the migrations bookkeeping, so two
     /// schemas can be compared.
@@ -537,3 +561,30 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
 /// A shared handle to whichever backend is configured.
 pub type SharedStore = Arc<dyn Store>;
+
+/// The migrations a binary carries (`migrator`) merged with the versions a database applied.
+pub(crate) fn migration_list(migrator: &sqlx::migrate::Migrator, applied: &[i64]) -> Vec<MigrationInfo> {
+    let mut out: Vec<MigrationInfo> = migrator
+        .iter()
+        .filter(|m| !m.migration_type.is_down_migration())
+        .map(|m| MigrationInfo {
+            version: m.version,
+            description: m.description.to_string(),
+            applied: applied.contains(&m.version),
+            known: true,
+        })
+        .collect();
+    for version in applied {
+        if !out.iter().any(|m| m.version == *version) {
+            out.push(MigrationInfo {
+                version: *version,
+                description: "unknown to this binary (written by a newer semdex)".into(),
+                applied: true,
+                known: false,
+            });
+        }
+    }
+    out.sort_by_key(|m| m.version);
+    out.dedup_by_key(|m| m.version);
+    out
+}

@@ -32,10 +32,11 @@ use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
+use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::{
-    ActivityEntry, ApiToken, Backend, ChunkView, EmbeddingModel, FileState, FileWrite, IndexRun, NewProject,
-    NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk, SearchScope, Store, StoreError,
-    StoreStatus, SymbolView,
+    ActivityEntry, ApiToken, Backend, ChunkView, EmbeddingModel, FileState, FileWrite, IndexRun,
+    MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk,
+    SearchScope, Store, StoreError, StoreStatus, SymbolView,
 };
 
 /// The PostgreSQL migrations, embedded at build time.
@@ -343,12 +344,7 @@ impl PgStore {
         if model.dimensions > MAX_INDEXED_DIMENSIONS || !self.has_pgvector_column().await? {
             return Ok(());
         }
-        let (id, dims) = (model.id, model.dimensions);
-        // Both values are integers from the database, never text from a caller.
-        let sql = format!(
-            "CREATE INDEX IF NOT EXISTS embeddings_hnsw_m{id} ON embeddings \
-             USING hnsw ((embedding::halfvec({dims})) halfvec_ip_ops) WHERE model_id = {id}"
-        );
+        let sql = model_index_sql(model.id, model.dimensions);
         match sqlx::query(&sql).execute(&self.pool).await {
             Ok(_) => Ok(()),
             // Two processes registering the same model at once: the other one built it.
@@ -483,6 +479,92 @@ impl Store for PgStore {
             rows.into_iter().map(|line| line.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
         out.sort();
         Ok(out)
+    }
+
+    async fn migrations(&self) -> Result<Vec<MigrationInfo>> {
+        let applied = self.applied_versions().await?;
+        Ok(super::migration_list(&MIGRATOR, &applied))
+    }
+
+    async fn begin_export(&self) -> Result<Box<dyn ExportSnapshot>> {
+        // One snapshot for the whole backup, however long it takes.
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        Ok(Box::new(PgExport { tx }))
+    }
+
+    async fn begin_restore(&self, wipe: bool) -> Result<Box<dyn RestoreSession>> {
+        let as_vector = self.has_pgvector_column().await?;
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        for spec in dump::TABLES {
+            let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+                .bind(spec.name)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(db_err)?;
+            if exists.is_none() {
+                return Err(StoreError::Migration(format!(
+                    "the schema is not migrated (no {} table)",
+                    spec.name
+                )));
+            }
+        }
+        // Nobody else reads or writes while the contents are replaced. Table names come from the
+        // catalog, never from input.
+        let all: Vec<String> = dump::TABLES.iter().map(|t| format!("\"{}\"", t.name)).collect();
+        sqlx::query(&format!("LOCK TABLE {} IN ACCESS EXCLUSIVE MODE", all.join(", ")))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        if wipe {
+            sqlx::query(&format!("TRUNCATE {} RESTART IDENTITY", all.join(", ")))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        } else {
+            for spec in dump::TABLES {
+                let any: Option<i32> =
+                    sqlx::query_scalar(&format!("SELECT 1 FROM \"{}\" LIMIT 1", spec.name))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                if any.is_some() {
+                    return Err(StoreError::Conflict(format!(
+                        "the database is not empty (table {} has rows)",
+                        spec.name
+                    )));
+                }
+            }
+        }
+        // Per-model vector indexes are rebuilt for the restored models at the end (building once
+        // is faster than maintaining them row by row, and a wiped model id may come back with
+        // other dimensions).
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes WHERE schemaname = current_schema() \
+             AND tablename = 'embeddings' AND indexname LIKE 'embeddings\\_hnsw\\_m%'",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for index in indexes {
+            sqlx::query(&format!("DROP INDEX \"{}\"", index.replace('"', "\"\"")))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        // Triggers that derive stored values (stats, updated_at, activity entries) are held off
+        // so rows land as they were backed up; foreign keys (internal triggers) stay on, and so
+        // does the dimension check on embeddings. Transactional: a failed restore leaves them on.
+        for spec in dump::TABLES.iter().filter(|t| t.name != "embeddings") {
+            sqlx::query(&format!("ALTER TABLE \"{}\" DISABLE TRIGGER USER", spec.name))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(Box::new(PgRestore { tx, as_vector, task_parents: Vec::new() }))
     }
 
     // Projects.
@@ -1837,6 +1919,236 @@ fn chunk_from_row(row: &PgRow) -> Result<ChunkView> {
         commit_sha: col(row, "commit_sha")?,
         index_run_id: col(row, "index_run_id")?,
     })
+}
+
+/// The partial HNSW index of one model. Both values are integers from the database, never text
+/// from a caller.
+fn model_index_sql(id: i64, dims: i32) -> String {
+    format!(
+        "CREATE INDEX IF NOT EXISTS embeddings_hnsw_m{id} ON embeddings \
+         USING hnsw ((embedding::halfvec({dims})) halfvec_ip_ops) WHERE model_id = {id}"
+    )
+}
+
+/// The PostgreSQL name of a catalog column: only the vector column differs.
+fn pg_column(spec: &TableSpec, name: &'static str) -> &'static str {
+    if spec.name == "embeddings" && name == "vector" { "embedding" } else { name }
+}
+
+/// A backup's read snapshot.
+struct PgExport {
+    tx: sqlx::Transaction<'static, Postgres>,
+}
+
+#[async_trait]
+impl ExportSnapshot for PgExport {
+    async fn export_rows(
+        &mut self,
+        table: &str,
+        after: Option<&[i64]>,
+        limit: i64,
+    ) -> Result<Vec<CanonicalRow>> {
+        let spec = dump::table_or_invalid(table)?;
+        // Integers and floats are widened so one Rust type reads each kind; vectors are read as
+        // real[], which works for pgvector's `vector` and the fallback alike.
+        let columns: Vec<String> = spec
+            .columns
+            .iter()
+            .map(|(c, kind)| {
+                let pg = pg_column(spec, c);
+                match kind {
+                    ColumnKind::Int => format!("\"{pg}\"::int8"),
+                    ColumnKind::Float => format!("\"{pg}\"::float8"),
+                    ColumnKind::Vector => format!("\"{pg}\"::real[]"),
+                    _ => format!("\"{pg}\""),
+                }
+            })
+            .collect();
+        let key: Vec<String> = spec.key.iter().map(|k| format!("\"{k}\"")).collect();
+        let filter = match after {
+            Some(after) if after.len() == spec.key.len() => {
+                let params: Vec<String> = (1..=after.len()).map(|i| format!("${i}")).collect();
+                format!(" WHERE ({}) > ({})", key.join(", "), params.join(", "))
+            }
+            Some(_) => return Err(StoreError::Invalid(format!("{table}: a cursor must give the whole key"))),
+            None => String::new(),
+        };
+        let limit_param = after.map_or(1, |a| a.len() + 1);
+        let sql = format!(
+            "SELECT {} FROM \"{}\"{filter} ORDER BY {} LIMIT ${limit_param}",
+            columns.join(", "),
+            spec.name,
+            key.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for value in after.unwrap_or_default() {
+            query = query.bind(*value);
+        }
+        let rows = query.bind(limit).fetch_all(&mut *self.tx).await.map_err(db_err)?;
+        rows.iter().map(|row| pg_row_to_canonical(spec, row)).collect()
+    }
+}
+
+/// Reads a row into canonical form (see `store/dump.rs`).
+fn pg_row_to_canonical(spec: &TableSpec, row: &PgRow) -> Result<CanonicalRow> {
+    use serde_json::Value;
+    let mut out = CanonicalRow::new();
+    for (i, (name, kind)) in spec.columns.iter().enumerate() {
+        let get_err = StoreError::Other;
+        let value = match kind {
+            ColumnKind::Int => row.try_get::<Option<i64>, _>(i).map_err(get_err)?.map(Value::from),
+            ColumnKind::Float => row.try_get::<Option<f64>, _>(i).map_err(get_err)?.map(Value::from),
+            ColumnKind::Text => row.try_get::<Option<String>, _>(i).map_err(get_err)?.map(Value::from),
+            ColumnKind::Bool => row.try_get::<Option<bool>, _>(i).map_err(get_err)?.map(Value::from),
+            ColumnKind::Timestamp => row
+                .try_get::<Option<chrono::DateTime<chrono::Utc>>, _>(i)
+                .map_err(get_err)?
+                .map(|t| Value::from(dump::format_timestamp(t))),
+            ColumnKind::Json => {
+                row.try_get::<Option<Value>, _>(i).map_err(get_err)?.map(dump::canonical_json)
+            }
+            ColumnKind::TextList => {
+                row.try_get::<Option<Vec<String>>, _>(i).map_err(get_err)?.map(Value::from)
+            }
+            ColumnKind::Vector => row
+                .try_get::<Option<Vec<f32>>, _>(i)
+                .map_err(get_err)?
+                .map(|v| Value::from(dump::encode_vector(&v))),
+        };
+        out.insert((*name).to_string(), value.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}
+
+/// A restore in progress: the write transaction, with user triggers disabled.
+struct PgRestore {
+    tx: sqlx::Transaction<'static, Postgres>,
+    as_vector: bool,
+    /// `(task, parent)`: task parents are set at the end, because the foreign key is checked at
+    /// once and a parent may come after its child.
+    task_parents: Vec<(i64, i64)>,
+}
+
+#[async_trait]
+impl RestoreSession for PgRestore {
+    async fn import_rows(&mut self, table: &str, rows: &[CanonicalRow]) -> Result<u64> {
+        use serde_json::Value;
+        let spec = dump::table_or_invalid(table)?;
+        if rows.is_empty() {
+            return Ok(0);
+        }
+        // The rows go in as one jsonb array per statement, unpacked by jsonb_to_recordset: one
+        // statement shape per table whatever the batch size, and no parameter limit.
+        let mut payload = Vec::with_capacity(rows.len());
+        for row in rows {
+            dump::validate_row(spec, row)?;
+            let mut row = row.clone();
+            if let Some(Value::String(text)) = row.get("vector") {
+                let vector = dump::decode_vector(text)?;
+                row.insert(
+                    "vector".into(),
+                    Value::from(vector.into_iter().map(f64::from).collect::<Vec<_>>()),
+                );
+            }
+            if spec.name == "tasks"
+                && let Some(parent) = row.get("parent_id").and_then(Value::as_i64)
+            {
+                let id = dump::row_key(spec, &row)?[0];
+                self.task_parents.push((id, parent));
+            }
+            payload.push(Value::Object(row));
+        }
+        let mut targets = Vec::new();
+        let mut exprs = Vec::new();
+        let mut defs = Vec::new();
+        for (name, kind) in spec.columns {
+            let ty = match kind {
+                ColumnKind::Int => "int8",
+                ColumnKind::Float => "float8",
+                ColumnKind::Text => "text",
+                ColumnKind::Bool => "boolean",
+                ColumnKind::Timestamp => "timestamptz",
+                ColumnKind::Json => "jsonb",
+                ColumnKind::TextList => "text[]",
+                ColumnKind::Vector => "real[]",
+            };
+            defs.push(format!("\"{name}\" {ty}"));
+            targets.push(format!("\"{}\"", pg_column(spec, name)));
+            exprs.push(match kind {
+                ColumnKind::Vector if self.as_vector => format!("x.\"{name}\"::vector"),
+                _ if spec.name == "tasks" && *name == "parent_id" => "NULL::int8".to_string(),
+                _ => format!("x.\"{name}\""),
+            });
+        }
+        let sql = format!(
+            "INSERT INTO \"{}\" ({}) SELECT {} FROM jsonb_to_recordset($1) AS x({})",
+            spec.name,
+            targets.join(", "),
+            exprs.join(", "),
+            defs.join(", ")
+        );
+        let done = sqlx::query(&sql)
+            .bind(sqlx::types::Json(Value::Array(payload)))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<()> {
+        if !self.task_parents.is_empty() {
+            let (ids, parents): (Vec<i64>, Vec<i64>) = self.task_parents.iter().copied().unzip();
+            sqlx::query(
+                "UPDATE tasks t SET parent_id = u.parent FROM unnest($1::int8[], $2::int8[]) AS u(id, parent) \
+                 WHERE t.id = u.id",
+            )
+            .bind(ids)
+            .bind(parents)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
+        }
+        // Stats from the restored rows, once, rather than trusting or re-deriving them per row.
+        sqlx::query(
+            "UPDATE projects SET \
+             total_files = (SELECT count(*) FROM files f WHERE f.project_id = projects.id), \
+             total_size_bytes = (SELECT coalesce(sum(size), 0) FROM files f WHERE f.project_id = projects.id), \
+             total_chunks = (SELECT count(*) FROM chunks c WHERE c.project_id = projects.id)",
+        )
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db_err)?;
+        // New rows must not collide with restored ids.
+        for spec in dump::TABLES.iter().filter(|t| t.has_id()) {
+            sqlx::query(&format!(
+                "SELECT setval(pg_get_serial_sequence('{0}', 'id'), coalesce((SELECT max(id) FROM \"{0}\"), 0) + 1, false)",
+                spec.name
+            ))
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
+        }
+        if self.as_vector {
+            let models: Vec<(i64, i32)> =
+                sqlx::query_as("SELECT id, dimensions FROM embedding_models ORDER BY id")
+                    .fetch_all(&mut *self.tx)
+                    .await
+                    .map_err(db_err)?;
+            for (id, dims) in models.into_iter().filter(|(_, d)| *d <= MAX_INDEXED_DIMENSIONS) {
+                sqlx::query(&model_index_sql(id, dims)).execute(&mut *self.tx).await.map_err(db_err)?;
+            }
+        }
+        // Deferred foreign keys (symbol parents) are checked now: a table with pending trigger
+        // events cannot be altered, and a violation is better reported before the DDL.
+        sqlx::query("SET CONSTRAINTS ALL IMMEDIATE").execute(&mut *self.tx).await.map_err(db_err)?;
+        for spec in dump::TABLES.iter().filter(|t| t.name != "embeddings") {
+            sqlx::query(&format!("ALTER TABLE \"{}\" ENABLE TRIGGER USER", spec.name))
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db_err)?;
+        }
+        self.tx.commit().await.map_err(db_err)
+    }
 }
 
 #[cfg(test)]

@@ -28,10 +28,11 @@ use sqlx::sqlite::{
 };
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
+use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::{
-    ActivityEntry, ApiToken, Backend, ChunkView, EmbeddingModel, FileState, FileWrite, IndexRun, NewProject,
-    NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk, SearchScope, Store, StoreError,
-    StoreStatus, SymbolView,
+    ActivityEntry, ApiToken, Backend, ChunkView, EmbeddingModel, FileState, FileWrite, IndexRun,
+    MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk,
+    SearchScope, Store, StoreError, StoreStatus, SymbolView,
 };
 
 /// The SQLite migrations, embedded at build time.
@@ -284,6 +285,81 @@ impl Store for SqliteStore {
             out.push(format!("{kind} {name} on {table}: {sql}"));
         }
         Ok(out)
+    }
+
+    async fn migrations(&self) -> Result<Vec<MigrationInfo>> {
+        let applied = self.applied_versions().await?;
+        Ok(super::migration_list(&MIGRATOR, &applied))
+    }
+
+    async fn begin_export(&self) -> Result<Box<dyn ExportSnapshot>> {
+        // A read transaction on a reader connection: WAL keeps its snapshot for its whole life.
+        let mut tx = self.reader.begin().await.map_err(db_err)?;
+        sqlx::query("SELECT count(*) FROM sqlite_master").execute(&mut *tx).await.map_err(db_err)?;
+        Ok(Box::new(SqliteExport { tx }))
+    }
+
+    async fn begin_restore(&self, wipe: bool) -> Result<Box<dyn RestoreSession>> {
+        let mut tx = self.begin_write().await?;
+        // Foreign keys are checked at commit, so rows referring to later rows of their own
+        // table (a task's parent) can come in id order.
+        sqlx::query("PRAGMA defer_foreign_keys = ON").execute(&mut *tx).await.map_err(db_err)?;
+        for spec in dump::TABLES {
+            let exists: Option<i64> =
+                sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+                    .bind(spec.name)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            if exists.is_none() {
+                return Err(StoreError::Migration(format!(
+                    "the schema is not migrated (no {} table)",
+                    spec.name
+                )));
+            }
+        }
+        if !wipe {
+            for spec in dump::TABLES {
+                // Table names come from the catalog, never from input.
+                let any: Option<i64> =
+                    sqlx::query_scalar(&format!("SELECT 1 FROM \"{}\" LIMIT 1", spec.name))
+                        .fetch_optional(&mut *tx)
+                        .await
+                        .map_err(db_err)?;
+                if any.is_some() {
+                    return Err(StoreError::Conflict(format!(
+                        "the database is not empty (table {} has rows)",
+                        spec.name
+                    )));
+                }
+            }
+        }
+        // Triggers that derive stored values (stats, updated_at, activity entries, the full-text
+        // index) are dropped for the restore and recreated, from their own SQL, before the commit:
+        // DDL is transactional in SQLite, so a failed restore leaves them as they were. The
+        // dimension checks on embeddings stay.
+        let triggers: Vec<(String, String)> = sqlx::query_as(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'trigger' \
+             AND name NOT GLOB 'embeddings_dimensions_*' ORDER BY rowid",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        for (name, _) in &triggers {
+            sqlx::query(&format!("DROP TRIGGER \"{}\"", name.replace('"', "\"\"")))
+                .execute(&mut *tx)
+                .await
+                .map_err(db_err)?;
+        }
+        if wipe {
+            for spec in dump::TABLES.iter().rev() {
+                sqlx::query(&format!("DELETE FROM \"{}\"", spec.name))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db_err)?;
+            }
+        }
+        Ok(Box::new(SqliteRestore { tx, triggers }))
     }
 
     // Projects.
@@ -1461,6 +1537,207 @@ fn chunk_from_row(row: &SqliteRow) -> Result<ChunkView> {
         commit_sha: col(row, "commit_sha")?,
         index_run_id: col(row, "index_run_id")?,
     })
+}
+
+/// A backup's read snapshot.
+struct SqliteExport {
+    tx: Transaction<'static, Sqlite>,
+}
+
+#[async_trait]
+impl ExportSnapshot for SqliteExport {
+    async fn export_rows(
+        &mut self,
+        table: &str,
+        after: Option<&[i64]>,
+        limit: i64,
+    ) -> Result<Vec<CanonicalRow>> {
+        let spec = dump::table_or_invalid(table)?;
+        let columns: Vec<String> = spec.columns.iter().map(|(c, _)| format!("\"{c}\"")).collect();
+        let key: Vec<String> = spec.key.iter().map(|k| format!("\"{k}\"")).collect();
+        let filter = match after {
+            Some(after) if after.len() == spec.key.len() => {
+                format!(" WHERE ({}) > ({})", key.join(", "), vec!["?"; spec.key.len()].join(", "))
+            }
+            Some(_) => return Err(StoreError::Invalid(format!("{table}: a cursor must give the whole key"))),
+            None => String::new(),
+        };
+        let sql = format!(
+            "SELECT {} FROM \"{}\"{filter} ORDER BY {} LIMIT ?",
+            columns.join(", "),
+            spec.name,
+            key.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for value in after.unwrap_or_default() {
+            query = query.bind(*value);
+        }
+        let rows = query.bind(limit).fetch_all(&mut *self.tx).await.map_err(db_err)?;
+        rows.iter().map(|row| sqlite_row_to_canonical(spec, row)).collect()
+    }
+}
+
+/// Reads a row into canonical form (see `store/dump.rs`).
+fn sqlite_row_to_canonical(spec: &TableSpec, row: &SqliteRow) -> Result<CanonicalRow> {
+    use serde_json::Value;
+    let bad = |col: &str, what: String| StoreError::Invalid(format!("stored {}.{col}: {what}", spec.name));
+    let mut out = CanonicalRow::new();
+    for (i, (name, kind)) in spec.columns.iter().enumerate() {
+        let get_err = StoreError::Other;
+        let value = match kind {
+            ColumnKind::Int => row.try_get::<Option<i64>, _>(i).map_err(get_err)?.map(Value::from),
+            ColumnKind::Float => row.try_get::<Option<f64>, _>(i).map_err(get_err)?.map(Value::from),
+            ColumnKind::Text => row.try_get::<Option<String>, _>(i).map_err(get_err)?.map(Value::from),
+            ColumnKind::Bool => {
+                row.try_get::<Option<i64>, _>(i).map_err(get_err)?.map(|b| Value::from(b != 0))
+            }
+            ColumnKind::Timestamp => match row.try_get::<Option<String>, _>(i).map_err(get_err)? {
+                Some(text) => {
+                    let t = dump::parse_timestamp(&text)
+                        .ok_or_else(|| bad(name, format!("{text:?} is not a timestamp")))?;
+                    Some(Value::from(dump::format_timestamp(t)))
+                }
+                None => None,
+            },
+            ColumnKind::Json | ColumnKind::TextList => {
+                match row.try_get::<Option<String>, _>(i).map_err(get_err)? {
+                    Some(text) => {
+                        let v: Value =
+                            serde_json::from_str(&text).map_err(|e| bad(name, format!("not JSON: {e}")))?;
+                        if *kind == ColumnKind::TextList
+                            && !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))
+                        {
+                            return Err(bad(name, "not a list of strings".into()));
+                        }
+                        Some(dump::canonical_json(v))
+                    }
+                    None => None,
+                }
+            }
+            ColumnKind::Vector => row
+                .try_get::<Option<Vec<u8>>, _>(i)
+                .map_err(get_err)?
+                .map(|b| Value::from(dump::encode_vector_bytes(&b))),
+        };
+        out.insert((*name).to_string(), value.unwrap_or(Value::Null));
+    }
+    Ok(out)
+}
+
+/// A value to bind, converted from canonical form to the SQLite column's storage.
+enum SqliteValue {
+    Null,
+    Int(i64),
+    Float(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+fn canonical_to_sqlite(
+    spec: &TableSpec,
+    name: &str,
+    kind: ColumnKind,
+    value: &serde_json::Value,
+) -> Result<SqliteValue> {
+    use serde_json::Value;
+    let bad = || StoreError::Invalid(format!("{}.{name}: not a valid {kind:?} value", spec.name));
+    Ok(match (kind, value) {
+        (_, Value::Null) => SqliteValue::Null,
+        (ColumnKind::Int, v) => SqliteValue::Int(v.as_i64().ok_or_else(bad)?),
+        (ColumnKind::Float, v) => SqliteValue::Float(v.as_f64().ok_or_else(bad)?),
+        (ColumnKind::Text, Value::String(s)) => SqliteValue::Text(s.clone()),
+        (ColumnKind::Bool, Value::Bool(b)) => SqliteValue::Int(i64::from(*b)),
+        // The schema's own form, so string comparisons keep working (sub-millisecond digits from
+        // PostgreSQL are dropped).
+        (ColumnKind::Timestamp, Value::String(s)) => {
+            SqliteValue::Text(timestamp(dump::parse_timestamp(s).ok_or_else(bad)?))
+        }
+        (ColumnKind::Json, v) => SqliteValue::Text(v.to_string()),
+        (ColumnKind::TextList, v @ Value::Array(_)) => SqliteValue::Text(v.to_string()),
+        (ColumnKind::Vector, Value::String(s)) => SqliteValue::Blob(dump::decode_vector_bytes(s)?),
+        _ => return Err(bad()),
+    })
+}
+
+/// A restore in progress: the write transaction and the triggers to recreate before it commits.
+struct SqliteRestore {
+    tx: Transaction<'static, Sqlite>,
+    triggers: Vec<(String, String)>,
+}
+
+#[async_trait]
+impl RestoreSession for SqliteRestore {
+    async fn import_rows(&mut self, table: &str, rows: &[CanonicalRow]) -> Result<u64> {
+        let spec = dump::table_or_invalid(table)?;
+        let width = spec.columns.len();
+        // Well under SQLite's bound-parameter limit (32,766).
+        let per_statement = (30_000 / width).clamp(1, BATCH_ROWS);
+        let columns: Vec<String> = spec.columns.iter().map(|(c, _)| format!("\"{c}\"")).collect();
+        let placeholders = format!("({})", vec!["?"; width].join(", "));
+        let mut inserted = 0;
+        for batch in rows.chunks(per_statement) {
+            let mut values = Vec::with_capacity(batch.len() * width);
+            for row in batch {
+                dump::validate_row(spec, row)?;
+                for (name, kind) in spec.columns {
+                    let value = row.get(*name).unwrap_or(&serde_json::Value::Null);
+                    values.push(canonical_to_sqlite(spec, name, *kind, value)?);
+                }
+            }
+            let sql = format!(
+                "INSERT INTO \"{}\" ({}) VALUES {}",
+                spec.name,
+                columns.join(", "),
+                vec![placeholders.as_str(); batch.len()].join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for value in values {
+                query = match value {
+                    SqliteValue::Null => query.bind(None::<i64>),
+                    SqliteValue::Int(v) => query.bind(v),
+                    SqliteValue::Float(v) => query.bind(v),
+                    SqliteValue::Text(v) => query.bind(v),
+                    SqliteValue::Blob(v) => query.bind(v),
+                };
+            }
+            inserted += query.execute(&mut *self.tx).await.map_err(db_err)?.rows_affected();
+        }
+        Ok(inserted)
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<()> {
+        // Stats from the restored rows, once, rather than trusting or re-deriving them per row.
+        sqlx::query(
+            "UPDATE projects SET \
+             total_files = (SELECT count(*) FROM files f WHERE f.project_id = projects.id), \
+             total_size_bytes = (SELECT coalesce(sum(size), 0) FROM files f WHERE f.project_id = projects.id), \
+             total_chunks = (SELECT count(*) FROM chunks c WHERE c.project_id = projects.id)",
+        )
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db_err)?;
+        // The full-text index is rebuilt from chunks in one pass.
+        sqlx::query("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
+        for (_, sql) in &self.triggers {
+            sqlx::query(sql).execute(&mut *self.tx).await.map_err(db_err)?;
+        }
+        // Deferred foreign keys would fail the COMMIT with no detail; name the first violation.
+        let violation: Option<(String, Option<i64>, String)> =
+            sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 1")
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(db_err)?;
+        if let Some((table, rowid, parent)) = violation {
+            return Err(StoreError::Invalid(format!(
+                "{table} row {} refers to a missing {parent} row (foreign key constraint)",
+                rowid.map_or_else(|| "?".to_string(), |r| r.to_string())
+            )));
+        }
+        self.tx.commit().await.map_err(db_err)
+    }
 }
 
 #[cfg(test)]

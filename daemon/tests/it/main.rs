@@ -5,6 +5,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+/// Backup and restore across the backends: round trips, damaged files, force.
+mod backup;
 /// Embedding providers and the cache, against misbehaving local HTTP servers.
 mod embed;
 /// The store suite, run against SQLite and PostgreSQL.

@@ -5,6 +5,8 @@ mod support;
 
 /// `semdex index` and `semdex search`, on the embedded default and in server mode.
 mod cli;
+/// `semdex backup`, `restore`, `migrate` and `status` on fresh data directories.
+mod backup;
 /// The `openai` provider through the real binary, against a local OpenAI-compatible server.
 mod openai;
 
