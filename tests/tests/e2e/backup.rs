@@ -168,3 +168,35 @@ fn failures_exit_1_and_usage_errors_exit_2() {
     assert_exit(&out, 1, "backup of an unmigrated store");
     assert!(!out_file.exists());
 }
+
+/// A laptop's embedded index moves to a team's PostgreSQL: restored there, search answers the
+/// same, and a backup of the server restores back into a fresh embedded store.
+#[test]
+fn embedded_backup_restores_into_server_mode_and_back() {
+    let Some(server) = crate::server_mode() else { return };
+    let repo = repo();
+    let root = repo.path().to_str().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let (first, second) = (files.path().join("a.jsonl"), files.path().join("b.jsonl"));
+
+    let laptop = Semdex::embedded();
+    laptop.json(&["index", root, "--project", "demo", "--json"]);
+    let query = ["search", "hash a password", "--mode", "lexical", "--json"];
+    let before = hits(&laptop.json(&query));
+    assert!(!before.is_empty());
+    assert_exit(&laptop.run(&["backup", "--output", first.to_str().unwrap()]), 0, "backup");
+
+    assert_exit(&server.run(&["restore", first.to_str().unwrap()]), 0, "restore into PostgreSQL");
+    let status = server.json(&["status", "--json"]);
+    assert_eq!(status["backend"], "postgres");
+    assert_eq!(status["rows"], laptop.json(&["status", "--json"])["rows"]);
+    assert_eq!(hits(&server.json(&query)), before);
+    // Semantic search works there too: vectors came along.
+    let semantic = server.json(&["search", "hash a password", "--mode", "semantic", "--json"]);
+    assert!(!hits(&semantic).is_empty(), "{semantic}");
+
+    assert_exit(&server.run(&["backup", "--output", second.to_str().unwrap()]), 0, "backup of PostgreSQL");
+    let back = Semdex::embedded();
+    assert_exit(&back.run(&["restore", second.to_str().unwrap()]), 0, "restore into SQLite");
+    assert_eq!(hits(&back.json(&query)), before);
+}

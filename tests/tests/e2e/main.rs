@@ -3,10 +3,10 @@
 #[path = "../../../daemon/tests/support/mod.rs"]
 mod support;
 
-/// `semdex index` and `semdex search`, on the embedded default and in server mode.
-mod cli;
 /// `semdex backup`, `restore`, `migrate` and `status` on fresh data directories.
 mod backup;
+/// `semdex index` and `semdex search`, on the embedded default and in server mode.
+mod cli;
 /// The `openai` provider through the real binary, against a local OpenAI-compatible server.
 mod openai;
 
