@@ -5,7 +5,8 @@
 //!
 //! Run: `cargo bench -p semdex-benches --bench vector`. Environment:
 //! - `SEMDEX_BENCH_N` vectors (100000), `SEMDEX_BENCH_DIMS` (3072), `SEMDEX_BENCH_CLUSTERS`
-//!   (1000), `SEMDEX_BENCH_QUERIES` (200), `SEMDEX_BENCH_SEED` (42);
+//!   (1000), `SEMDEX_BENCH_QUERIES` (200), `SEMDEX_BENCH_SEED` (42),
+//!   `SEMDEX_BENCH_QUERY_NOISE` (0.25: the norm of the noise added to a data point to make a query);
 //! - `SEMDEX_BENCH_REPEAT` passes over the queries per timed run of the graph indexes (3);
 //!   brute force always runs one pass;
 //! - `SEMDEX_BENCH_PG=0` skips pgvector. Otherwise `SEMDEX_TEST_DATABASE_URL` names the server;
@@ -18,7 +19,8 @@
 //! `CLUSTERS` centres are gaussian unit vectors; each point picks a centre uniformly and adds
 //! isotropic gaussian noise of total norm 0.75 before normalising (cosine about 0.8 to its
 //! centre, about 0.64 between two points of one cluster, about 0 across clusters). A query is
-//! a random data point plus noise of norm 0.25, normalised (cosine about 0.97 to that point).
+//! a random data point plus noise of norm 0.25 by default, normalised (cosine about 0.97 to that
+//! point).
 //! Uniformly random vectors would be unrealistically hard for any graph index; isotropic noise
 //! inside a cluster is still harder than real embeddings, whose neighbourhoods have a much lower
 //! intrinsic dimension.
@@ -37,9 +39,8 @@ type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 const K: usize = 10;
 const EFS: [usize; 3] = [40, 100, 200];
 const THREADS: [usize; 2] = [1, 2];
-/// Intra-cluster noise norm and query perturbation norm (see the module doc).
+/// Intra-cluster noise norm (see the module doc).
 const POINT_NOISE: f64 = 0.75;
-const QUERY_NOISE: f64 = 0.25;
 
 struct Config {
     n: usize,
@@ -48,6 +49,7 @@ struct Config {
     queries: usize,
     seed: u64,
     repeat: usize,
+    query_noise: f64,
     pg: bool,
 }
 
@@ -64,6 +66,7 @@ impl Config {
             queries: env_or("SEMDEX_BENCH_QUERIES", 200),
             seed: env_or("SEMDEX_BENCH_SEED", 42),
             repeat: env_or("SEMDEX_BENCH_REPEAT", 3usize).max(1),
+            query_noise: env_or("SEMDEX_BENCH_QUERY_NOISE", 0.25),
             pg: std::env::var("SEMDEX_BENCH_PG").map_or(true, |v| v != "0"),
         }
     }
@@ -155,7 +158,7 @@ fn generate(cfg: &Config) -> (Vec<f32>, Vec<Vec<f32>>) {
     let queries = (0..cfg.queries)
         .map(|_| {
             let i = rng.below(cfg.n);
-            perturbed(&data[i * dims..(i + 1) * dims], QUERY_NOISE, &mut rng)
+            perturbed(&data[i * dims..(i + 1) * dims], cfg.query_noise, &mut rng)
         })
         .collect();
     (data, queries)
@@ -299,8 +302,8 @@ fn main() -> BoxResult<()> {
     println!("# vector benchmark");
     println!();
     println!(
-        "n = {}, dims = {}, clusters = {}, queries = {}, seed = {}, repeat = {}, k = {K}",
-        cfg.n, cfg.dims, cfg.clusters, cfg.queries, cfg.seed, cfg.repeat
+        "n = {}, dims = {}, clusters = {}, queries = {}, query noise = {}, seed = {}, repeat = {}, k = {K}",
+        cfg.n, cfg.dims, cfg.clusters, cfg.queries, cfg.query_noise, cfg.seed, cfg.repeat
     );
     println!("machine: {}; load at start {}", machine(), load_average());
 
@@ -510,7 +513,7 @@ async fn pgvector(
         .execute(&mut *conn)
         .await?;
         builds.push((
-            format!("pgvector HNSW index build (halfvec, m = 16, ef_construction = 64: pgvector defaults)"),
+            "pgvector HNSW index build (halfvec, m = 16, ef_construction = 64: pgvector defaults)".into(),
             t0.elapsed(),
             load,
         ));
@@ -554,7 +557,14 @@ async fn pgvector(
     ))
     .fetch_all(&pool)
     .await?;
-    let plan = plan.join(" / ").replace(&literal, "<query>");
+    // PostgreSQL prints the vector literal back rounded to half precision: cut it out.
+    let mut plan = plan.join(" / ");
+    while let (Some(a), Some(b)) = (plan.find("'["), plan.find("]'")) {
+        if b < a {
+            break;
+        }
+        plan.replace_range(a..b + 2, "<query>");
+    }
     facts.push(("plan".into(), plan.split_whitespace().collect::<Vec<_>>().join(" ")));
 
     // Map the store's embedding ids back to row numbers.
