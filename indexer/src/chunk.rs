@@ -37,8 +37,9 @@
 //!   `max_tokens`, and it never cuts inside a word.
 //! - The symbol path lists the symbols that enclose the whole chunk, outermost first. Leading
 //!   comments, decorators and `export`/`const`-like keywords are left out of the comparison, so a
-//!   documented method is still inside its method's range. A chunk that holds several top-level
-//!   symbols has an empty path, as does one with top-level statements.
+//!   documented method is still inside its method's range. When the chunk also holds exactly one
+//!   whole declaration below that (a function beside the imports above it), the path ends with
+//!   it; a chunk of several declarations, or of statements only, stops at what encloses it.
 //! - Kinds: `symbol` is exactly one whole declaration (with its comments), at any depth;
 //!   `symbol_part` holds part of a split unit; `statements` is anything else from the tree
 //!   (statements, several small declarations merged); `lines` comes only from line splitting.
@@ -52,7 +53,7 @@ use crate::tokens::{count_tokens, count_tokens_milli, count_tokens_milli_within}
 
 /// Bumped whenever the chunker's output for the same input can change; stored with each file so
 /// a new chunker re-chunks exactly the files chunked by an older one.
-pub const CHUNKER_VERSION: u32 = 1;
+pub const CHUNKER_VERSION: u32 = 2;
 
 /// What a chunk mostly holds. Stored as [`ChunkKind::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -906,15 +907,26 @@ fn symbol_path(atoms: &[Atom], start: usize, end: usize, symbols: &[Symbol]) -> 
             Some((a, b)) => Some((a.min(s), b.max(e))),
         })
         .unwrap_or((start, end));
-    let mut enclosing: Vec<&Symbol> =
-        symbols.iter().filter(|s| s.start_byte <= core_start && core_end <= s.end_byte).collect();
-    enclosing.sort_by_key(|s| (s.start_byte, std::cmp::Reverse(s.end_byte)));
+    let mut enclosing: Vec<usize> = (0..symbols.len())
+        .filter(|&i| symbols[i].start_byte <= core_start && core_end <= symbols[i].end_byte)
+        .collect();
+    enclosing.sort_by_key(|&i| (symbols[i].start_byte, std::cmp::Reverse(symbols[i].end_byte)));
+    // A chunk holding exactly one whole declaration beside statements (imports, a constant) is
+    // named after it: `hashPassword`, not nothing. Several declarations leave the path as is.
+    let innermost = enclosing.last().copied();
+    let mut whole = symbols.iter().enumerate().filter(|(i, s)| {
+        s.parent == innermost && Some(*i) != innermost && start <= s.start_byte && s.end_byte <= end
+    });
+    let single = match (whole.next(), whole.next()) {
+        (Some((i, _)), None) => Some(i),
+        _ => None,
+    };
     let mut path = String::new();
-    for symbol in enclosing {
+    for i in enclosing.into_iter().chain(single) {
         if !path.is_empty() {
             path.push_str(" > ");
         }
-        path.push_str(&symbol.name);
+        path.push_str(&symbols[i].name);
     }
     path
 }
