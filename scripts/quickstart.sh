@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=${1:-fixtures/ts-app}
-query=${2:-retry a failed http request}
+query=${2:-hash a password}
 export SEMDEX_DATA_DIR=${SEMDEX_DATA_DIR:-$PWD/.semdex-data}
 cargo build --release --quiet -p semdex --bin semdex
 bin=${CARGO_TARGET_DIR:-target}/release/semdex
