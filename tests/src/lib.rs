@@ -36,6 +36,13 @@ pub fn semdex_bin() -> PathBuf {
     bin
 }
 
+/// Writes `text` to `root/rel`, creating parent folders: how tests lay out a repository.
+pub fn write_file(root: &Path, rel: &str, text: &str) {
+    let path = root.join(rel);
+    std::fs::create_dir_all(path.parent().expect("a relative path with a parent")).expect("create folders");
+    std::fs::write(path, text).expect("write file");
+}
+
 /// A `semdex` invocation with its own data directory and no inherited configuration.
 pub struct Semdex {
     pub data_dir: tempfile::TempDir,

@@ -1,16 +1,9 @@
 //! `semdex backup` then `semdex restore` into a fresh data directory gives the same search
 //! results; `migrate down` then `migrate up` works; failures exit 1 and usage errors 2.
 
-use std::path::Path;
 use std::process::Output;
 
-use semdex_tests::Semdex;
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
+use semdex_tests::{Semdex, write_file as write};
 
 fn repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();

@@ -2,15 +2,7 @@
 //! builtin embedder (no network), on the embedded default (SQLite + local HNSW) and in server
 //! mode (PostgreSQL + pgvector); both must behave the same.
 
-use std::path::Path;
-
-use semdex_tests::Semdex;
-
-fn write(root: &Path, rel: &str, text: &str) {
-    let path = root.join(rel);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
+use semdex_tests::{Semdex, write_file as write};
 
 fn small_repo() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
