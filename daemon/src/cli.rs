@@ -14,12 +14,13 @@ use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
+use crate::api;
 use crate::backup;
 use crate::config::{Config, Overrides};
 use crate::engine::{self, Engine};
 use crate::indexing::{self, IndexOptions, Progress};
 use crate::search::{self, Mode, SearchRequest};
-use crate::store::{NewProject, Project, RunStatus};
+use crate::store::{NewProject, NewToken, Project, RunStatus};
 
 #[derive(Debug, Parser)]
 #[command(name = "semdex", version, about = "Semantic code search and indexing")]
@@ -39,6 +40,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the daemon: the HTTP API and the job runner.
+    Serve {
+        /// Listen address. Default: $SEMDEX_LISTEN, else 127.0.0.1:7878.
+        #[arg(long)]
+        listen: Option<String>,
+    },
+    /// Manage API bearer tokens (stored hashed; the secret is shown once).
+    Token {
+        #[command(subcommand)]
+        action: TokenAction,
+    },
     /// Index a repository (incrementally), without a daemon.
     Index {
         /// The repository root.
@@ -103,6 +115,29 @@ enum Command {
 }
 
 #[derive(Debug, Subcommand)]
+enum TokenAction {
+    /// Create a token and print its secret once.
+    Create {
+        /// A name to tell the token apart.
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// read, write or admin (each implies the ones before it).
+        #[arg(long, default_value = "admin")]
+        scope: String,
+        /// Days until the token expires. Default: never.
+        #[arg(long)]
+        expires_in_days: Option<u32>,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id.
+    Revoke { id: i64 },
+}
+
+#[derive(Debug, Subcommand)]
 enum MigrateAction {
     /// Apply every pending migration.
     Up,
@@ -129,7 +164,8 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
-    init_tracing();
+    let serving = matches!(cli.command, Command::Serve { .. });
+    init_tracing(if serving { "semdex=info,warn" } else { "warn" });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -146,21 +182,23 @@ pub fn main() -> ExitCode {
     }
 }
 
-fn init_tracing() {
+fn init_tracing(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SEMDEX_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let overrides = Overrides {
-        data_dir: cli.data_dir,
-        database_url: cli.database_url,
-        listen: None,
-        config: cli.config,
+    let listen = match &cli.command {
+        Command::Serve { listen } => listen.clone(),
+        _ => None,
     };
+    let overrides =
+        Overrides { data_dir: cli.data_dir, database_url: cli.database_url, listen, config: cli.config };
     let config = Config::load(&overrides)?;
     match cli.command {
+        Command::Serve { .. } => crate::serve::serve(config).await,
+        Command::Token { action } => token(&config, action).await,
         Command::Index { path, project, json, dry_run } => index(config, path, project, json, dry_run).await,
         Command::Search { query, project, top_k, mode, paths, languages, explain, json } => {
             let Some(mode) = Mode::parse(&mode) else {
@@ -223,6 +261,77 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn token(config: &Config, action: TokenAction) -> anyhow::Result<ExitCode> {
+    let store = engine::open_store(config).await?;
+    match action {
+        TokenAction::Create { name, scope, expires_in_days } => {
+            let Some(scope) = api::Scope::parse(&scope) else {
+                eprintln!("semdex: unknown scope {scope:?} (expected read, write or admin)");
+                return Ok(ExitCode::from(2));
+            };
+            let secret = api::new_token_secret()?;
+            let expires_at =
+                expires_in_days.map(|d| chrono::Utc::now() + chrono::Duration::days(i64::from(d)));
+            let token = store
+                .create_token(NewToken {
+                    user_id: None,
+                    name,
+                    token_hash: api::hash_token(&secret),
+                    prefix: secret[..8].to_string(),
+                    scopes: vec![scope.name().to_string()],
+                    expires_at,
+                })
+                .await?;
+            eprintln!(
+                "created token {} ({}, scope {}); the secret is shown only once:",
+                token.id,
+                token.name,
+                scope.name()
+            );
+            println!("{secret}");
+        }
+        TokenAction::List { json } => {
+            let tokens = store.list_tokens().await?;
+            if json {
+                let list: Vec<serde_json::Value> = tokens
+                    .iter()
+                    .map(|t| {
+                        serde_json::json!({
+                            "id": t.id, "name": t.name, "prefix": t.prefix, "scopes": t.scopes,
+                            "user_id": t.user_id, "expires_at": t.expires_at, "revoked_at": t.revoked_at,
+                            "last_used_at": t.last_used_at, "created_at": t.created_at,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "tokens": list }));
+            } else {
+                for t in &tokens {
+                    let state = if t.revoked_at.is_some() { "revoked" } else { "active" };
+                    println!(
+                        "{:>5}  {:<10} {:<8} {:<24} {}",
+                        t.id,
+                        t.prefix,
+                        state,
+                        t.scopes.join(","),
+                        t.name
+                    );
+                }
+                if tokens.is_empty() {
+                    println!("no tokens");
+                }
+            }
+        }
+        TokenAction::Revoke { id } => {
+            if store.revoke_token(id).await? {
+                println!("revoked token {id}");
+            } else {
+                bail!("no active token with id {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
@@ -540,34 +649,7 @@ fn dry_run_run(project: &Project) -> crate::store::IndexRun {
 
 fn print_search(response: &search::SearchResponse, json: bool, explain: bool) {
     if json {
-        let results: Vec<serde_json::Value> = response
-            .results
-            .iter()
-            .map(|h| {
-                let mut v = serde_json::json!({
-                    "project": h.chunk.project,
-                    "path": h.chunk.path,
-                    "start_line": h.start_line,
-                    "end_line": h.end_line,
-                    "symbol_path": h.chunk.symbol_path,
-                    "language": h.chunk.language,
-                    "score": h.score,
-                    "snippet": h.snippet,
-                    "highlights": h.highlights.iter().map(|(l, s, e)| [l, s, e]).collect::<Vec<_>>(),
-                    "commit": h.chunk.commit_sha,
-                    "index_run_id": h.chunk.index_run_id,
-                });
-                if explain {
-                    v["signals"] = serde_json::to_value(&h.signals).unwrap_or_default();
-                }
-                v
-            })
-            .collect();
-        let mut out = serde_json::json!({ "results": results });
-        if let Some(d) = &response.degraded {
-            out["degraded"] = serde_json::json!(d);
-        }
-        println!("{out}");
+        println!("{}", api::search_response_json(response, explain));
         return;
     }
     if let Some(d) = &response.degraded {

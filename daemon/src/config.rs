@@ -51,6 +51,41 @@ pub struct IndexSettings {
     pub chunk_max_tokens: u32,
 }
 
+/// How HTTP clients authenticate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthMode {
+    /// No authentication: allowed only when listening on loopback, and the default there.
+    None,
+    /// Bearer tokens with scopes; required beyond loopback.
+    Token,
+}
+
+/// The daemon's HTTP server and job runner settings.
+#[derive(Debug, Clone)]
+pub struct ServerSettings {
+    pub auth: AuthMode,
+    /// Directories under which projects may be registered over HTTP.
+    pub allowed_roots: Vec<PathBuf>,
+    /// Largest request body accepted (413 beyond).
+    pub max_body_bytes: usize,
+    /// Longest a request may take before a 503.
+    pub request_timeout_secs: u64,
+    /// Requests served at once; more are shed with 503 and `Retry-After`.
+    pub max_concurrent_requests: usize,
+    /// Origins allowed by CORS; empty means CORS is off.
+    pub cors_origins: Vec<String>,
+    /// Longest search query accepted, in bytes.
+    pub max_query_bytes: usize,
+    /// Largest `top_k` accepted.
+    pub max_top_k: usize,
+    /// How long a worker holds a run before it must renew its lease.
+    pub lease_secs: i64,
+    /// How often an idle runner looks for runs queued by other processes.
+    pub poll_millis: u64,
+    /// Runs executed at once by this process.
+    pub workers: usize,
+}
+
 /// The whole configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -61,6 +96,7 @@ pub struct Config {
     pub embedding: EmbeddingSettings,
     pub token: Option<String>,
     pub index: IndexSettings,
+    pub server: ServerSettings,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -72,6 +108,23 @@ struct FileConfig {
     embedder: Option<String>,
     embedding: Option<FileEmbedding>,
     index: Option<FileIndex>,
+    server: Option<FileServer>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileServer {
+    auth: Option<String>,
+    allowed_roots: Option<Vec<PathBuf>>,
+    max_body_bytes: Option<usize>,
+    request_timeout_secs: Option<u64>,
+    max_concurrent_requests: Option<usize>,
+    cors_origins: Option<Vec<String>>,
+    max_query_bytes: Option<usize>,
+    max_top_k: Option<usize>,
+    lease_secs: Option<i64>,
+    poll_millis: Option<u64>,
+    workers: Option<usize>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -185,7 +238,43 @@ impl Config {
             exclude: fi.exclude.unwrap_or_default(),
             chunk_max_tokens: fi.chunk_max_tokens.unwrap_or(512),
         };
+        let fs = file.server.unwrap_or_default();
+        let auth = match env("SEMDEX_AUTH").or(fs.auth) {
+            Some(mode) => match mode.as_str() {
+                "none" => AuthMode::None,
+                "token" => AuthMode::Token,
+                other => bail!("unknown auth mode {other:?} (expected none or token)"),
+            },
+            // Tokens are required anywhere but loopback; there, none is the default.
+            None if listen.ip().is_loopback() => AuthMode::None,
+            None => AuthMode::Token,
+        };
+        if auth == AuthMode::None && !listen.ip().is_loopback() {
+            bail!("auth mode none is allowed only on a loopback address, not {listen}; use auth = \"token\"");
+        }
+        let allowed_roots = match env("SEMDEX_ALLOWED_ROOTS") {
+            Some(list) => std::env::split_paths(&list).filter(|p| !p.as_os_str().is_empty()).collect(),
+            None => fs.allowed_roots.unwrap_or_else(|| env("HOME").map(PathBuf::from).into_iter().collect()),
+        };
+        let lease_secs = fs.lease_secs.unwrap_or(30);
+        if !(3..=3600).contains(&lease_secs) {
+            bail!("server.lease_secs must be between 3 and 3600, got {lease_secs}");
+        }
+        let server = ServerSettings {
+            auth,
+            allowed_roots,
+            max_body_bytes: fs.max_body_bytes.unwrap_or(1024 * 1024),
+            request_timeout_secs: fs.request_timeout_secs.unwrap_or(30).max(1),
+            max_concurrent_requests: fs.max_concurrent_requests.unwrap_or(256).max(1),
+            cors_origins: fs.cors_origins.unwrap_or_default(),
+            max_query_bytes: fs.max_query_bytes.unwrap_or(4096),
+            max_top_k: fs.max_top_k.unwrap_or(200).max(1),
+            lease_secs,
+            poll_millis: fs.poll_millis.unwrap_or(1000).max(10),
+            workers: fs.workers.unwrap_or(1).clamp(1, 64),
+        };
         Ok(Config {
+            server,
             data_dir,
             database_url: overrides
                 .database_url

@@ -261,6 +261,24 @@ impl RunStatus {
     }
 }
 
+/// A file row as listings show it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileView {
+    pub id: i64,
+    pub file: FileRecord,
+    pub indexed_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// One file with what the indexer found in it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FileDetail {
+    pub file: FileView,
+    /// In source order.
+    pub symbols: Vec<SymbolView>,
+    /// In source order.
+    pub imports: Vec<ImportRecord>,
+}
+
 /// One indexing job.
 #[derive(Debug, Clone, PartialEq)]
 pub struct IndexRun {
@@ -414,6 +432,13 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn set_last_indexed_commit(&self, project_id: i64, sha: Option<&str>) -> Result<()>;
     /// Deletes a project and everything it owns; `false` when there was no such project.
     async fn delete_project(&self, id: i64) -> Result<bool>;
+    /// Sets a project's name, repository URL, default branch and settings from `update` (its
+    /// root path stays); `NotFound` for an unknown project, `Conflict` for a taken name.
+    async fn update_project(&self, id: i64, update: &NewProject) -> Result<Project>;
+    /// The projects a user is a member of, with the member's role (`read`, `write`, `admin`).
+    async fn member_projects(&self, user_id: i64) -> Result<Vec<(i64, String)>>;
+    /// Every token, newest first (hashes only; secrets are never stored).
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>>;
 
     // Tokens and activity.
     async fn create_token(&self, token: NewToken) -> Result<ApiToken>;
@@ -547,6 +572,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Ends a queued or running run with a final status, clearing its lease. `Invalid` for a
     /// non-final status, `NotFound` for an unknown run, `Conflict` for a finished one.
     async fn finish_run(&self, run_id: i64, status: RunStatus, error: Option<&str>) -> Result<()>;
+    /// Puts a running run that `owner` holds back in the queue, lease cleared and start kept,
+    /// for a worker that stops before finishing it; `false` when `owner` no longer holds it.
+    async fn release_run(&self, run_id: i64, owner: &str) -> Result<bool>;
+    /// A project's runs, newest first; with `before`, only runs with a smaller id (cursor).
+    async fn list_runs(&self, project_id: i64, before: Option<i64>, limit: i64) -> Result<Vec<IndexRun>>;
+    /// Runs queued or running, over every project: the queue depth.
+    async fn active_runs(&self) -> Result<i64>;
+    /// A project's files in path order; with `after`, only paths sorting after it (cursor).
+    async fn list_files(&self, project_id: i64, after: Option<&str>, limit: i64) -> Result<Vec<FileView>>;
+    /// One file with its symbols and imports; `None` when the project holds no such path.
+    async fn file_detail(&self, project_id: i64, path: &str) -> Result<Option<FileDetail>>;
     async fn run(&self, run_id: i64) -> Result<Option<IndexRun>>;
     async fn add_run_event(
         &self,

@@ -34,6 +34,7 @@ use super::{
     MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk,
     SearchScope, Store, StoreError, StoreStatus, SymbolView,
 };
+use super::{FileDetail, FileRecord, FileView, ImportRecord};
 
 /// The SQLite migrations, embedded at build time.
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -87,6 +88,13 @@ macro_rules! run_cols {
         "id, project_id, \"trigger\", status, paths, commit_sha, files_indexed, files_skipped, files_deleted, \
          chunks, chunks_embedded, embedding_cache_hits, tokens_embedded, error, lease_owner, lease_expires_at, \
          created_at, started_at, finished_at"
+    };
+}
+
+macro_rules! file_cols {
+    () => {
+        "id, path, language, size, line_count, content_hash, mtime_ns, is_binary, is_generated, skip_reason, \
+         diagnostics_count, chunker_version, indexed_at"
     };
 }
 
@@ -428,6 +436,48 @@ impl Store for SqliteStore {
             return Err(StoreError::NotFound(format!("project {project_id}")));
         }
         Ok(())
+    }
+
+    async fn update_project(&self, id: i64, update: &NewProject) -> Result<Project> {
+        let settings =
+            if update.settings.is_null() { serde_json::json!({}) } else { update.settings.clone() };
+        let row = sqlx::query(concat!(
+            "UPDATE projects SET name = ?2, repository_url = ?3, default_branch = ?4, settings = ?5 WHERE id = ?1 ",
+            "RETURNING ",
+            project_cols!()
+        ))
+        .bind(id)
+        .bind(&update.name)
+        .bind(&update.repository_url)
+        .bind(&update.default_branch)
+        .bind(settings.to_string())
+        .fetch_optional(&self.writer)
+        .await
+        .map_err(|e| match db_err(e) {
+            StoreError::Conflict(_) => StoreError::Conflict(format!("a project named {:?} already exists", update.name)),
+            other => other,
+        })?;
+        let row = row.ok_or_else(|| StoreError::NotFound(format!("project {id}")))?;
+        project_from_row(&row)
+    }
+
+    async fn member_projects(&self, user_id: i64) -> Result<Vec<(i64, String)>> {
+        let rows = sqlx::query(
+            "SELECT project_id, role FROM project_members WHERE user_id = ?1 ORDER BY project_id",
+        )
+        .bind(user_id)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(|r| Ok((col(r, "project_id")?, col(r, "role")?))).collect()
+    }
+
+    async fn list_tokens(&self) -> Result<Vec<ApiToken>> {
+        let rows = sqlx::query(concat!("SELECT ", token_cols!(), " FROM api_tokens ORDER BY id DESC"))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        rows.iter().map(token_from_row).collect()
     }
 
     async fn delete_project(&self, id: i64) -> Result<bool> {
@@ -1256,6 +1306,99 @@ impl Store for SqliteStore {
         tx.commit().await.map_err(db_err)
     }
 
+    async fn release_run(&self, run_id: i64, owner: &str) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE index_runs SET status = 'queued', lease_owner = NULL, lease_expires_at = NULL \
+             WHERE id = ?1 AND lease_owner = ?2 AND status = 'running'",
+        )
+        .bind(run_id)
+        .bind(owner)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_runs(&self, project_id: i64, before: Option<i64>, limit: i64) -> Result<Vec<IndexRun>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            run_cols!(),
+            " FROM index_runs WHERE project_id = ?1 AND (?2 IS NULL OR id < ?2) ORDER BY id DESC LIMIT ?3"
+        ))
+        .bind(project_id)
+        .bind(before)
+        .bind(limit.max(0))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn active_runs(&self) -> Result<i64> {
+        sqlx::query_scalar("SELECT count(*) FROM index_runs WHERE status IN ('queued', 'running')")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)
+    }
+
+    async fn list_files(&self, project_id: i64, after: Option<&str>, limit: i64) -> Result<Vec<FileView>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            file_cols!(),
+            " FROM files WHERE project_id = ?1 AND (?2 IS NULL OR path > ?2) ORDER BY path LIMIT ?3"
+        ))
+        .bind(project_id)
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(file_view_from_row).collect()
+    }
+
+    async fn file_detail(&self, project_id: i64, path: &str) -> Result<Option<FileDetail>> {
+        let mut conn = self.reader.acquire().await.map_err(db_err)?;
+        let row =
+            sqlx::query(concat!("SELECT ", file_cols!(), " FROM files WHERE project_id = ?1 AND path = ?2"))
+                .bind(project_id)
+                .bind(path)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_err)?;
+        let Some(row) = row else { return Ok(None) };
+        let file = file_view_from_row(&row)?;
+        let symbols =
+            sqlx::query(concat!(symbol_view_select!(), " WHERE s.file_id = ?1 ORDER BY s.start_byte, s.id"))
+                .bind(file.id)
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_err)?
+                .iter()
+                .map(symbol_view_from_row)
+                .collect::<Result<Vec<_>>>()?;
+        let imports = sqlx::query(
+            "SELECT specifier, resolved_path, external_package, kind, names, line FROM imports \
+             WHERE file_id = ?1 ORDER BY line, id",
+        )
+        .bind(file.id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(|row| {
+            Ok(ImportRecord {
+                specifier: col(row, "specifier")?,
+                resolved_path: col(row, "resolved_path")?,
+                external_package: col(row, "external_package")?,
+                kind: col(row, "kind")?,
+                names: string_list_col(row, "names")?.unwrap_or_default(),
+                line: col(row, "line")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(FileDetail { file, symbols, imports }))
+    }
+
     async fn run(&self, run_id: i64) -> Result<Option<IndexRun>> {
         let row = sqlx::query(concat!("SELECT ", run_cols!(), " FROM index_runs WHERE id = ?"))
             .bind(run_id)
@@ -1489,6 +1632,41 @@ fn token_from_row(row: &SqliteRow) -> Result<ApiToken> {
         last_used_at: col(row, "last_used_at")?,
         revoked_at: col(row, "revoked_at")?,
         created_at: col(row, "created_at")?,
+    })
+}
+
+fn file_view_from_row(row: &SqliteRow) -> Result<FileView> {
+    Ok(FileView {
+        id: col(row, "id")?,
+        file: FileRecord {
+            path: col(row, "path")?,
+            language: col(row, "language")?,
+            size: col(row, "size")?,
+            line_count: col(row, "line_count")?,
+            content_hash: col(row, "content_hash")?,
+            mtime_ns: col(row, "mtime_ns")?,
+            is_binary: col(row, "is_binary")?,
+            is_generated: col(row, "is_generated")?,
+            skip_reason: col(row, "skip_reason")?,
+            diagnostics_count: col(row, "diagnostics_count")?,
+            chunker_version: col(row, "chunker_version")?,
+        },
+        indexed_at: col(row, "indexed_at")?,
+    })
+}
+
+fn symbol_view_from_row(row: &SqliteRow) -> Result<SymbolView> {
+    Ok(SymbolView {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        path: col(row, "path")?,
+        name: col(row, "name")?,
+        qualified_name: col(row, "qualified_name")?,
+        kind: col(row, "kind")?,
+        signature: col(row, "signature")?,
+        start_line: col(row, "start_line")?,
+        end_line: col(row, "end_line")?,
+        exported: col(row, "exported")?,
     })
 }
 

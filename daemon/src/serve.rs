@@ -1,0 +1,91 @@
+//! `semdex serve`: the daemon. Opens the engine, starts the job runner, serves the HTTP API,
+//! and shuts down gracefully on ctrl-c or SIGTERM: stop accepting, drain requests (with a
+//! timeout), stop runs at their next file boundary and release them to the queue, wait.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::api::{self, AppState};
+use crate::config::{AuthMode, Config};
+use crate::engine::Engine;
+use crate::runner::Runner;
+
+/// How long in-flight requests and runs get to finish once shutdown starts.
+const DRAIN: Duration = Duration::from_secs(20);
+
+pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    if config.server.auth == AuthMode::None && !config.listen.ip().is_loopback() {
+        bail!("refusing to listen on {} without authentication", config.listen);
+    }
+    let listen = config.listen;
+    let engine = Engine::open(config).await?;
+    if engine.config.server.auth == AuthMode::Token && engine.store.list_tokens().await?.is_empty() {
+        bail!("auth mode token needs at least one token: create one with `semdex token create`");
+    }
+    let listener =
+        tokio::net::TcpListener::bind(listen).await.with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr().context("reading the bound address")?;
+
+    // Bring the local vector index up to date with the store before answering searches.
+    if let Err(e) = engine.vectors.sync(engine.store.as_ref()).await {
+        tracing::warn!(error = %e, "could not bring the local vector index up to date; it is rebuilt on next use");
+    }
+
+    let shutdown = CancellationToken::new();
+    let tracker = TaskTracker::new();
+    let runner = Runner::new(engine.clone());
+    runner.start(&tracker, shutdown.clone());
+    let state = AppState::new(engine, runner.clone());
+    let app = api::app(state);
+
+    tracing::info!(address = %local, owner = runner.owner(), "semdex listening");
+    // The one line scripts and tests read to learn the bound address (port 0 picks a free one).
+    println!("semdex listening on http://{local}");
+
+    let stop = shutdown.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        wait_for_signal().await;
+        tracing::info!("shutting down: draining requests and releasing runs");
+        stop.cancel();
+    });
+    let served = tokio::spawn(async move { server.await });
+
+    shutdown.cancelled().await;
+    tracker.close();
+    if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
+        tracing::warn!("index runs did not stop in time; their leases lapse and another start resumes them");
+    }
+    match tokio::time::timeout(DRAIN, served).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "server error during shutdown"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
+        Err(_) => tracing::warn!("requests did not drain in time"),
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
