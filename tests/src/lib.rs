@@ -99,3 +99,175 @@ impl Semdex {
         })
     }
 }
+
+/// A running `semdex serve`, stopped (killed) when dropped.
+pub struct Daemon {
+    pub child: std::process::Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+    client: reqwest::blocking::Client,
+    token: Option<String>,
+}
+
+impl Semdex {
+    /// Starts `semdex serve` on a free loopback port with extra environment, and waits until
+    /// it prints the address it listens on.
+    pub fn serve(&self, env: &[(&str, &str)]) -> Daemon {
+        use std::io::BufRead;
+        let mut cmd = self.command();
+        cmd.arg("serve").env("SEMDEX_LISTEN", "127.0.0.1:0");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("starting semdex serve");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut lines = std::io::BufReader::new(stdout).lines();
+            if let Some(Ok(line)) = lines.next() {
+                let _ = tx.send(line);
+            }
+            // Keep draining so the daemon never blocks on a full pipe.
+            for _ in lines {}
+        });
+        let line = match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(line) => line,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("semdex serve did not report its address");
+            }
+        };
+        let base = line
+            .strip_prefix("semdex listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line from semdex serve: {line:?}"))
+            .to_string();
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(60))
+            .build()
+            .expect("http client");
+        Daemon { child, base, client, token: None }
+    }
+}
+
+impl Daemon {
+    /// Sends `Authorization: Bearer token` from now on.
+    pub fn with_token(mut self, token: &str) -> Daemon {
+        self.token = Some(token.to_string());
+        self
+    }
+
+    pub fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut req = self.client.request(method, format!("{}{}", self.base, path));
+        if let Some(token) = &self.token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(body);
+        }
+        let resp = req.send().unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = resp.status().as_u16();
+        let text = resp.text().expect("response body");
+        let json = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        (status, json)
+    }
+
+    pub fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        self.request("GET", path, None)
+    }
+
+    pub fn post(&self, path: &str, body: &serde_json::Value) -> (u16, serde_json::Value) {
+        self.request("POST", path, Some(body))
+    }
+
+    /// Polls a run until it finishes and returns it.
+    pub fn wait_run(&self, run_id: i64) -> serde_json::Value {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        loop {
+            let (status, run) = self.get(&format!("/v1/runs/{run_id}"));
+            assert_eq!(status, 200, "{run}");
+            if !matches!(run["status"].as_str(), Some("queued" | "running")) {
+                return run;
+            }
+            assert!(std::time::Instant::now() < deadline, "run {run_id} did not finish: {run}");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("waiting for semdex") {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "semdex serve did not stop after SIGTERM");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Copies a folder recursively (regular files and folders only).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("create folder");
+    for entry in std::fs::read_dir(from).expect("read folder") {
+        let entry = entry.expect("folder entry");
+        let kind = entry.file_type().expect("file type");
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else if kind.is_file() {
+            std::fs::copy(entry.path(), &target).expect("copy file");
+        }
+    }
+}
+
+/// A repository of `copies` copies of the `ts-app` fixture under `pkg<i>/`, each source file
+/// given a distinct trailing comment so every copy is new text to chunk and embed.
+pub fn corpus(copies: usize) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for i in 0..copies {
+        let root = dir.path().join(format!("pkg{i}"));
+        copy_dir(&fixture("ts-app"), &root);
+        mark_sources(&root, i);
+    }
+    dir
+}
+
+fn mark_sources(dir: &Path, copy: usize) {
+    for entry in std::fs::read_dir(dir).expect("read folder") {
+        let path = entry.expect("folder entry").path();
+        if path.is_dir() {
+            mark_sources(&path, copy);
+        } else if path.extension().is_some_and(|e| e == "ts" || e == "tsx" || e == "js") {
+            let mut text = std::fs::read_to_string(&path).unwrap_or_default();
+            if text.is_empty() {
+                continue;
+            }
+            text.push_str(&format!("\n// copy {copy}\n"));
+            std::fs::write(&path, text).expect("write file");
+        }
+    }
+}

@@ -9,6 +9,8 @@ mod backup;
 mod cli;
 /// The `openai` provider through the real binary, against a local OpenAI-compatible server.
 mod openai;
+/// `semdex serve`: the HTTP API and the job runner, through the real binary.
+mod serve;
 
 use semdex_tests::Semdex;
 

@@ -1,0 +1,181 @@
+//! `semdex serve` as editors and agents use it: register a repository over HTTP, let the job
+//! runner index it, search, change a file, queue a run for the changed path, and see search
+//! follow; cancel a run; shut down cleanly on SIGTERM; two daemons sharing one PostgreSQL queue.
+
+use semdex_tests::{Daemon, Semdex, copy_dir, corpus, fixture, write_file};
+use serde_json::json;
+
+fn repo() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_dir(&fixture("ts-app"), dir.path());
+    dir
+}
+
+fn register(daemon: &Daemon, name: &str, root: &std::path::Path) -> (i64, i64) {
+    let (status, body) =
+        daemon.post("/v1/projects", &json!({ "name": name, "root_path": root.to_str().unwrap() }));
+    assert_eq!(status, 201, "{body}");
+    (body["id"].as_i64().unwrap(), body["run_id"].as_i64().expect("a first run is queued"))
+}
+
+fn top_paths(body: &serde_json::Value) -> Vec<String> {
+    body["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .map(|r| r["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+fn serve_index_search_edit(semdex: &Semdex) {
+    let repo = repo();
+    let root = std::fs::canonicalize(repo.path()).unwrap();
+    let roots = root.parent().unwrap().to_str().unwrap().to_string();
+    let daemon = semdex.serve(&[("SEMDEX_ALLOWED_ROOTS", &roots)]);
+    assert_eq!(daemon.get("/healthz"), (200, json!({ "status": "ok" })));
+    let (status, ready) = daemon.get("/readyz");
+    assert_eq!((status, ready["status"].as_str()), (200, Some("ready")), "{ready}");
+
+    let (project, run) = register(&daemon, "app", &root);
+    let run = daemon.wait_run(run);
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert!(run["files_indexed"].as_i64().unwrap() > 50, "{run}");
+
+    let (status, found) = daemon.post("/v1/search", &json!({ "query": "hash a password", "top_k": 3 }));
+    assert_eq!(status, 200, "{found}");
+    assert_eq!(top_paths(&found).first().map(String::as_str), Some("src/auth/password.ts"), "{found}");
+
+    // One file with its symbols.
+    let (status, file) = daemon.get(&format!("/v1/projects/{project}/file?path=src/auth/password.ts"));
+    assert_eq!(status, 200, "{file}");
+    let names: Vec<&str> =
+        file["symbols"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"hashPassword"), "{names:?}");
+
+    // An edit, reported as a changed path, is searchable once its run ends.
+    write_file(
+        &root,
+        "src/billing/rebates.ts",
+        "/** Quarterly rebate for loyal customers. */\nexport function computeQuarterlyRebate(total: number): number {\n  return total * 0.02;\n}\n",
+    );
+    let (status, queued) =
+        daemon.post(&format!("/v1/projects/{project}/runs"), &json!({ "paths": ["src/billing/rebates.ts"] }));
+    assert_eq!(status, 202, "{queued}");
+    let run_id = queued["run_id"].as_i64().unwrap();
+    let run = daemon.wait_run(run_id);
+    assert_eq!(
+        (run["status"].as_str(), run["files_indexed"].as_i64()),
+        (Some("succeeded"), Some(1)),
+        "{run}"
+    );
+    let (_, found) = daemon.post(
+        "/v1/search",
+        &json!({ "query": "computeQuarterlyRebate", "mode": "lexical", "projects": ["app"] }),
+    );
+    assert_eq!(top_paths(&found).first().map(String::as_str), Some("src/billing/rebates.ts"), "{found}");
+
+    // The timeline of the run is recorded.
+    let (_, events) = daemon.get(&format!("/v1/runs/{run_id}/events"));
+    let phases: Vec<String> = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "start")
+        .map(|e| e["phase"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(phases, ["walk", "analyze", "write", "embed"], "{events}");
+
+    let status = daemon.terminate();
+    assert!(status.success(), "semdex serve exited with {status}");
+}
+
+#[test]
+fn serve_registers_indexes_searches_and_follows_an_edit() {
+    serve_index_search_edit(&Semdex::embedded());
+    if let Some(server) = crate::server_mode() {
+        serve_index_search_edit(&server);
+    }
+}
+
+/// A run cancelled while it executes ends as cancelled, and the store keeps every file it
+/// finished whole; the next run completes the index.
+#[test]
+fn a_cancelled_run_ends_cancelled_and_the_next_run_completes() {
+    let semdex = Semdex::embedded();
+    let repo = corpus(12);
+    let root = std::fs::canonicalize(repo.path()).unwrap();
+    let roots = root.parent().unwrap().to_str().unwrap().to_string();
+    let daemon = semdex.serve(&[("SEMDEX_ALLOWED_ROOTS", &roots)]);
+    let (project, run) = register(&daemon, "big", &root);
+    let (status, cancelled) = daemon.post(&format!("/v1/runs/{run}/cancel"), &json!({}));
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["status"], "cancelled");
+    let (status, again) = daemon.post(&format!("/v1/runs/{run}/cancel"), &json!({}));
+    assert_eq!((status, again["error"]["code"].as_str()), (409, Some("conflict")), "{again}");
+    // The runner notices and stops; the run stays cancelled.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(daemon.wait_run(run)["status"], "cancelled");
+
+    let (status, queued) = daemon.post(&format!("/v1/projects/{project}/runs"), &json!({}));
+    assert_eq!(status, 202, "{queued}");
+    let done = daemon.wait_run(queued["run_id"].as_i64().unwrap());
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, p) = daemon.get(&format!("/v1/projects/{project}"));
+    let files_on_disk = walk_count(&root);
+    assert!(p["stats"]["files"].as_i64().unwrap() >= files_on_disk as i64 - 120, "{p}");
+    // A further run finds nothing to do: the cancelled one left nothing half-written.
+    let (_, queued) = daemon.post(&format!("/v1/projects/{project}/runs"), &json!({}));
+    let again = daemon.wait_run(queued["run_id"].as_i64().unwrap());
+    assert_eq!(
+        (again["files_indexed"].as_i64(), again["chunks_embedded"].as_i64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+}
+
+fn walk_count(dir: &std::path::Path) -> usize {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            if p.is_dir() { walk_count(&p) } else { 1 }
+        })
+        .sum()
+}
+
+/// Two daemons on one PostgreSQL share the queue: every run is executed exactly once.
+#[test]
+fn two_daemons_share_one_queue_without_running_a_run_twice() {
+    let Some(semdex) = crate::server_mode() else { return };
+    let repos: Vec<_> = (0..3).map(|_| repo()).collect();
+    let roots: Vec<_> = repos.iter().map(|r| std::fs::canonicalize(r.path()).unwrap()).collect();
+    let allowed = roots[0].parent().unwrap().to_str().unwrap().to_string();
+    let env = [("SEMDEX_ALLOWED_ROOTS", allowed.as_str())];
+    let a = semdex.serve(&env);
+    let b = semdex.serve(&env);
+    let mut runs = Vec::new();
+    for (i, root) in roots.iter().enumerate() {
+        let (project, first) = register(&a, &format!("p{i}"), root);
+        runs.push(first);
+        for n in 0..3 {
+            let daemon = if n % 2 == 0 { &a } else { &b };
+            let (status, queued) = daemon.post(&format!("/v1/projects/{project}/runs"), &json!({}));
+            assert_eq!(status, 202, "{queued}");
+            runs.push(queued["run_id"].as_i64().unwrap());
+        }
+    }
+    for run in &runs {
+        let done = a.wait_run(*run);
+        assert_eq!(done["status"], "succeeded", "{done}");
+        let (_, events) = b.get(&format!("/v1/runs/{run}/events"));
+        let walks = events["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["phase"] == "walk" && e["event"] == "start")
+            .count();
+        assert_eq!(walks, 1, "run {run} was executed {walks} times: {events}");
+    }
+    assert!(a.terminate().success());
+    assert!(b.terminate().success());
+}
