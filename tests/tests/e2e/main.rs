@@ -7,6 +7,8 @@ mod support;
 mod backup;
 /// `semdex index` and `semdex search`, on the embedded default and in server mode.
 mod cli;
+/// SIGKILL at random points of indexing, then recovery: nothing lost, nothing duplicated.
+mod crash;
 /// The `openai` provider through the real binary, against a local OpenAI-compatible server.
 mod openai;
 /// `semdex serve`: the HTTP API and the job runner, through the real binary.
