@@ -84,6 +84,13 @@ pub struct ServerSettings {
     pub poll_millis: u64,
     /// Runs executed at once by this process.
     pub workers: usize,
+    /// Watch every project's files (a project's `"watch"` setting overrides this).
+    pub watch: bool,
+    /// Quiet time after the last file event before a watched change is indexed.
+    pub watch_debounce_millis: u64,
+    /// Seconds between full verification runs of every project (0: never); they catch drift
+    /// that no hook or watcher reported.
+    pub verify_interval_secs: u64,
 }
 
 /// The whole configuration.
@@ -125,6 +132,9 @@ struct FileServer {
     lease_secs: Option<i64>,
     poll_millis: Option<u64>,
     workers: Option<usize>,
+    watch: Option<bool>,
+    watch_debounce_millis: Option<u64>,
+    verify_interval_secs: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -272,6 +282,12 @@ impl Config {
             lease_secs,
             poll_millis: fs.poll_millis.unwrap_or(1000).max(10),
             workers: fs.workers.unwrap_or(1).clamp(1, 64),
+            watch: match env("SEMDEX_WATCH") {
+                Some(v) => matches!(v.as_str(), "1" | "true" | "yes" | "on"),
+                None => fs.watch.unwrap_or(false),
+            },
+            watch_debounce_millis: fs.watch_debounce_millis.unwrap_or(300).clamp(10, 60_000),
+            verify_interval_secs: fs.verify_interval_secs.unwrap_or(6 * 3600),
         };
         Ok(Config {
             server,

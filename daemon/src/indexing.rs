@@ -148,6 +148,19 @@ pub async fn index_project(
                             None => gone.push(path),
                         }
                     }
+                    // A path that is gone may have been a directory (a watcher reports only
+                    // the directory): what the store holds under it is gone too.
+                    let mut known = known;
+                    known.sort_unstable();
+                    let mut under = Vec::new();
+                    for dir in &gone {
+                        let prefix = format!("{dir}/");
+                        let start = known.partition_point(|k| k.as_str() < prefix.as_str());
+                        under.extend(known[start..].iter().take_while(|k| k.starts_with(&prefix)).cloned());
+                    }
+                    gone.extend(under);
+                    gone.sort_unstable();
+                    gone.dedup();
                     Ok((items, gone))
                 }
                 None => {

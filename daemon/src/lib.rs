@@ -14,3 +14,4 @@ pub mod search;
 pub mod serve;
 pub mod store;
 pub mod vector;
+pub mod watch;

@@ -45,6 +45,8 @@ pub struct Runner {
     engine: Engine,
     owner: String,
     wake: Notify,
+    /// Signalled when projects are registered, changed or deleted, so watchers follow at once.
+    projects: Notify,
     /// Cancellation handles of the runs executing in this process.
     running: Mutex<HashMap<i64, CancellationToken>>,
     pub stats: RunnerStats,
@@ -62,6 +64,7 @@ impl Runner {
             engine,
             owner,
             wake: Notify::new(),
+            projects: Notify::new(),
             running: Mutex::new(HashMap::new()),
             stats: RunnerStats::default(),
         })
@@ -86,6 +89,16 @@ impl Runner {
     pub fn notify(&self) {
         self.wake.notify_waiters();
         self.wake.notify_one();
+    }
+
+    /// Tells the watcher that the set of projects changed.
+    pub fn projects_changed(&self) {
+        self.projects.notify_one();
+    }
+
+    /// Waits until [`Runner::projects_changed`] is called.
+    pub async fn projects_change(&self) {
+        self.projects.notified().await;
     }
 
     /// Queues a run for a project and wakes a worker.

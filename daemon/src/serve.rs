@@ -13,6 +13,7 @@ use crate::api::{self, AppState};
 use crate::config::{AuthMode, Config};
 use crate::engine::Engine;
 use crate::runner::Runner;
+use crate::watch;
 
 /// How long in-flight requests and runs get to finish once shutdown starts.
 const DRAIN: Duration = Duration::from_secs(20);
@@ -39,6 +40,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let tracker = TaskTracker::new();
     let runner = Runner::new(engine.clone());
     runner.start(&tracker, shutdown.clone());
+    tracker.spawn(watch::run(engine.clone(), runner.clone(), shutdown.clone()));
     let state = AppState::new(engine, runner.clone());
     let app = api::app(state);
 

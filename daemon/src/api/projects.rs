@@ -97,6 +97,7 @@ pub async fn create(
             settings,
         })
         .await?;
+    state.runner.projects_changed();
     let mut out = project_json(&project);
     if project.root_path.is_some() && body.index.unwrap_or(true) {
         let run = state.runner.enqueue(project.id, "api", None, None).await?;
@@ -126,6 +127,7 @@ pub async fn update(
         settings: body.settings.unwrap_or(current.settings),
     };
     let project = state.engine.store.update_project(project_id, &update).await?;
+    state.runner.projects_changed();
     Ok(Json(project_json(&project)))
 }
 
@@ -136,6 +138,7 @@ pub async fn remove(
 ) -> ApiResult<StatusCode> {
     principal.check_project(&state.engine.store, project_id, Scope::Admin).await?;
     if state.engine.store.delete_project(project_id).await? {
+        state.runner.projects_changed();
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::NotFound(format!("project {project_id}")))

@@ -13,6 +13,8 @@ mod crash;
 mod openai;
 /// `semdex serve`: the HTTP API and the job runner, through the real binary.
 mod serve;
+/// The file watcher of `semdex serve`.
+mod watch;
 
 use semdex_tests::Semdex;
 
