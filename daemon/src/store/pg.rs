@@ -34,9 +34,9 @@ use sqlx::{Connection, Postgres, Row};
 
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::{
-    ActivityEntry, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, FileState, FileWrite, IndexRun,
-    MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk,
-    SearchScope, Store, StoreError, StoreStatus, SymbolView,
+    ActivityEntry, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, FileState, FileWrite,
+    IndexRun, MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus,
+    ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView,
 };
 
 /// The PostgreSQL migrations, embedded at build time.

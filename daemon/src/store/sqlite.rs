@@ -30,9 +30,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::{
-    ActivityEntry, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, FileState, FileWrite, IndexRun,
-    MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk,
-    SearchScope, Store, StoreError, StoreStatus, SymbolView,
+    ActivityEntry, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, FileState, FileWrite,
+    IndexRun, MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus,
+    ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView,
 };
 
 /// The SQLite migrations, embedded at build time.
@@ -1361,12 +1361,15 @@ impl Store for SqliteStore {
     }
 
     async fn project_by_root(&self, root: &str) -> Result<Option<Project>> {
-        let row =
-            sqlx::query(concat!("SELECT ", project_cols!(), " FROM projects WHERE root_path = ? ORDER BY id LIMIT 1"))
-                .bind(root)
-                .fetch_optional(&self.reader)
-                .await
-                .map_err(db_err)?;
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            project_cols!(),
+            " FROM projects WHERE root_path = ? ORDER BY id LIMIT 1"
+        ))
+        .bind(root)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?;
         row.as_ref().map(project_from_row).transpose()
     }
 }
