@@ -813,7 +813,9 @@ pub async fn accept(store: &dyn Store, n: &GitNotification) -> Result<Option<Ind
             .await
             .map_err(|e| Error::Invalid(format!("reading commits: {e}")))?;
     match commits {
-        Ok(commits) => {
+        Ok(mut commits) => {
+            // Oldest first, so row ids follow the history.
+            commits.reverse();
             store.record_commits(project.id, &commits).await?;
         }
         Err(error) => {
