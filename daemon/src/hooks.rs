@@ -527,23 +527,28 @@ fn all_files(root: &Path, commit: &str) -> Result<Vec<Change>> {
 /// Parses `git diff --name-status -z`: `STATUS NUL path NUL`, or for renames and copies
 /// `R<score> NUL from NUL to NUL`.
 pub fn parse_name_status(out: &[u8]) -> Result<Vec<Change>> {
-    let mut fields = out.split(|b| *b == 0);
+    // Every field ends with NUL: drop the last one, then split.
+    let body = out.strip_suffix(&[0]).unwrap_or(out);
     let mut changes = Vec::new();
+    if body.is_empty() {
+        return Ok(changes);
+    }
+    let mut fields = body.split(|b| *b == 0);
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let missing = |status: &str| Error::Invalid(format!("git diff output ends after status {status:?}"));
+    let missing =
+        |status: &str| Error::Invalid(format!("git diff output lacks a path after status {status:?}"));
     while let Some(status) = fields.next() {
-        if status.is_empty() {
-            continue;
-        }
         let status = text(status);
-        let letter = status.chars().next().map(String::from).unwrap_or_default();
-        if letter == "R" || letter == "C" {
-            let from = fields.next().ok_or_else(|| missing(&status))?;
-            let to = fields.next().ok_or_else(|| missing(&status))?;
-            changes.push(Change { status: letter, path: text(to), from: Some(text(from)) });
+        let Some(letter) = status.chars().next().filter(char::is_ascii_uppercase) else {
+            return Err(Error::Invalid(format!("git diff output has status {status:?}")));
+        };
+        let mut path = || fields.next().filter(|p| !p.is_empty()).map(text).ok_or_else(|| missing(&status));
+        if letter == 'R' || letter == 'C' {
+            let from = path()?;
+            let to = path()?;
+            changes.push(Change { status: letter.to_string(), path: to, from: Some(from) });
         } else {
-            let path = fields.next().ok_or_else(|| missing(&status))?;
-            changes.push(Change { status: letter, path: text(path), from: None });
+            changes.push(Change { status: letter.to_string(), path: path()?, from: None });
         }
     }
     Ok(changes)
@@ -851,6 +856,8 @@ mod tests {
             ]
         );
         assert!(parse_name_status(b"R100\0only-from\0").is_err());
+        assert!(parse_name_status(b"M\0").is_err());
+        assert!(parse_name_status(b"M\0a\0\0b\0").is_err());
         assert!(parse_name_status(b"").unwrap().is_empty());
     }
 
