@@ -313,6 +313,9 @@ fn exists(path: &Path) -> bool {
 pub fn install(repo: &Path, semdex_bin: &Path, data_dir: Option<&Path>) -> Result<InstallReport> {
     let root = repo_root(repo)?;
     let dir = hooks_dir(&root)?;
+    // Hooks run in the work tree's root, so a relative path would mean something else there.
+    let data_dir = data_dir.map(|d| std::path::absolute(d).map_err(io_err(d))).transpose()?;
+    let data_dir = data_dir.as_deref();
     std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
     let mut report = InstallReport { root: root.clone(), hooks_dir: dir.clone(), hooks: Vec::new() };
     for hook in HOOKS {

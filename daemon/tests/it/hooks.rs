@@ -331,6 +331,14 @@ fn the_cli_installs_and_reports_usage_and_repository_errors() {
     assert!(out.status.success());
     assert!(!repo.hooks_dir().join("post-commit").exists());
 
+    // A data dir given to install is written into the hooks, made absolute.
+    let out = repo.semdex(&["--data-dir", "custom data", "hooks", "install"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let script = std::fs::read_to_string(repo.hooks_dir().join("post-merge")).unwrap();
+    let expected = format!("--data-dir '{}'", repo.root.join("custom data").display());
+    assert!(script.contains(&expected), "{expected} in {script}");
+    hooks::uninstall(&repo.root).unwrap();
+
     let not_repo = tempfile::tempdir().unwrap();
     let out = repo.semdex(&["hooks", "install", "--repo", &not_repo.path().to_string_lossy()]);
     assert_eq!(out.status.code(), Some(1));
