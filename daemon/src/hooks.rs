@@ -75,6 +75,9 @@ pub enum Error {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] store::StoreError),
+    /// A blocking task running git panicked or was cancelled.
+    #[error("background task failed: {0}")]
+    Task(String),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
@@ -726,7 +729,7 @@ pub async fn notify(
         notification(&repo, &hook_name, &args_owned, &stdin_owned, state.as_ref())
     })
     .await
-    .map_err(|e| Error::Invalid(format!("computing the notification: {e}")))??;
+    .map_err(|e| Error::Task(format!("computing the notification: {e}")))??;
     let Some(n) = n else { return Ok(None) };
     deliver(&n, config.listen, config.token.as_deref(), &config.data_dir).await.map(Some)
 }
@@ -819,7 +822,7 @@ pub async fn accept(store: &dyn Store, n: &GitNotification) -> Result<Option<Ind
     let commits =
         tokio::task::spawn_blocking(move || commits_between(&root, old.as_deref(), &new, branch.as_deref()))
             .await
-            .map_err(|e| Error::Invalid(format!("reading commits: {e}")))?;
+            .map_err(|e| Error::Task(format!("reading commits: {e}")))?;
     match commits {
         Ok(mut commits) => {
             // Oldest first, so row ids follow the history.
