@@ -246,7 +246,7 @@ fn sh_quote(s: &str) -> String {
 }
 
 /// The script for one hook.
-pub fn hook_script(hook: &str, root: &Path, semdex_bin: &Path, data_dir: Option<&Path>) -> String {
+fn hook_script(hook: &str, root: &Path, semdex_bin: &Path, data_dir: Option<&Path>) -> String {
     let bin = sh_quote(&semdex_bin.to_string_lossy());
     let root = sh_quote(&root.to_string_lossy());
     let data_dir =
@@ -532,7 +532,7 @@ fn all_files(root: &Path, commit: &str) -> Result<Vec<Change>> {
 
 /// Parses `git diff --name-status -z`: `STATUS NUL path NUL`, or for renames and copies
 /// `R<score> NUL from NUL to NUL`.
-pub fn parse_name_status(out: &[u8]) -> Result<Vec<Change>> {
+fn parse_name_status(out: &[u8]) -> Result<Vec<Change>> {
     // Every field ends with NUL: drop the last one, then split.
     let body = out.strip_suffix(&[0]).unwrap_or(out);
     let mut changes = Vec::new();
