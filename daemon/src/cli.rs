@@ -1,5 +1,6 @@
-//! The `semdex` command line: `index`, `search`, `status`, `migrate`, `backup` and `restore`, on
-//! the configured store (the embedded SQLite default, or PostgreSQL with a database URL).
+//! The `semdex` command line: `index`, `search`, `status`, `migrate`, `backup`, `restore` and
+//! `hooks`, on the configured store (the embedded SQLite default, or PostgreSQL with a database
+//! URL).
 //!
 //! `index` and `search` open the engine, which migrates the store up first; `status`, `migrate`
 //! and `backup` connect without migrating, so they show and manage the schema as it is.
@@ -7,6 +8,7 @@
 //! Exit status: 0 success, 1 failure, 2 usage error.
 
 use std::io::IsTerminal;
+use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -18,6 +20,7 @@ use crate::api;
 use crate::backup;
 use crate::config::{Config, Overrides};
 use crate::engine::{self, Engine};
+use crate::hooks;
 use crate::indexing::{self, IndexOptions, Progress};
 use crate::search::{self, Mode, SearchRequest};
 use crate::store::{NewProject, NewToken, Project, RunStatus};
@@ -112,6 +115,49 @@ enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Install or remove the git hooks that tell the daemon what each commit, merge, checkout
+    /// and rebase changed.
+    Hooks {
+        #[command(subcommand)]
+        action: HooksAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum HooksAction {
+    /// Install post-commit, post-merge, post-checkout and post-rewrite hooks (idempotent; hooks
+    /// already there are chained, not overwritten).
+    Install {
+        /// The repository. Default: the current directory.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+    },
+    /// Remove semdex's hooks, restoring any hook they chained.
+    Uninstall {
+        /// The repository. Default: the current directory.
+        #[arg(long)]
+        repo: Option<PathBuf>,
+    },
+    /// Run by the installed hooks: tell the daemon what changed, or spool it. Always exits 0.
+    #[command(hide = true)]
+    Notify {
+        #[arg(long)]
+        repo: PathBuf,
+        #[arg(long)]
+        hook: String,
+        /// HEAD when the hook ran (empty: none). Without --head, the state is read now.
+        #[arg(long)]
+        head: Option<String>,
+        /// ORIG_HEAD when the hook ran (empty: none).
+        #[arg(long)]
+        orig_head: Option<String>,
+        /// The branch when the hook ran (empty: detached).
+        #[arg(long)]
+        branch: Option<String>,
+        /// The hook's own arguments.
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,8 +210,16 @@ pub fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    // A hook's notify is quiet unless SEMDEX_LOG asks: its output goes nowhere anyway.
+    let quiet = matches!(cli.command, Command::Hooks { action: HooksAction::Notify { .. } });
     let serving = matches!(cli.command, Command::Serve { .. });
-    init_tracing(if serving { "semdex=info,warn" } else { "warn" });
+    init_tracing(if quiet {
+        "off"
+    } else if serving {
+        "semdex=info,warn"
+    } else {
+        "warn"
+    });
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -189,14 +243,23 @@ fn init_tracing(default: &str) {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let listen = match &cli.command {
+    // Hooks load the configuration themselves, if at all: installing needs none, and a
+    // hook's notify must not fail over a bad one.
+    let command = match cli.command {
+        Command::Hooks { action } => {
+            return hooks_command(action, cli.data_dir, cli.database_url, cli.config).await;
+        }
+        command => command,
+    };
+    let listen = match &command {
         Command::Serve { listen } => listen.clone(),
         _ => None,
     };
     let overrides =
         Overrides { data_dir: cli.data_dir, database_url: cli.database_url, listen, config: cli.config };
     let config = Config::load(&overrides)?;
-    match cli.command {
+    match command {
+        Command::Hooks { .. } => unreachable!("hooks are handled before the configuration is loaded"),
         Command::Serve { .. } => crate::serve::serve(config).await,
         Command::Token { action } => token(&config, action).await,
         Command::Index { path, project, json, dry_run } => index(config, path, project, json, dry_run).await,
@@ -328,6 +391,78 @@ async fn token(config: &Config, action: TokenAction) -> anyhow::Result<ExitCode>
                 println!("revoked token {id}");
             } else {
                 bail!("no active token with id {id}");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn hooks_command(
+    action: HooksAction,
+    data_dir: Option<PathBuf>,
+    database_url: Option<String>,
+    config: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let here = || std::env::current_dir().context("reading the current directory");
+    match action {
+        HooksAction::Install { repo } => {
+            let repo = match repo {
+                Some(r) => r,
+                None => here()?,
+            };
+            let bin = std::env::current_exe().context("finding the semdex binary")?;
+            // Only a data dir given on this command line is written into the hooks; otherwise
+            // the hook's environment and configuration decide when it runs.
+            let report = hooks::install(&repo, &bin, data_dir.as_deref())?;
+            for (hook, action) in &report.hooks {
+                let what = match action {
+                    hooks::InstallAction::Installed => "installed",
+                    hooks::InstallAction::Chained => "installed, chaining the existing hook",
+                    hooks::InstallAction::Updated => "updated",
+                    hooks::InstallAction::Unchanged => "already installed",
+                };
+                println!("{hook}: {what}");
+            }
+            println!("hooks in {} for {}", report.hooks_dir.display(), report.root.display());
+        }
+        HooksAction::Uninstall { repo } => {
+            let repo = match repo {
+                Some(r) => r,
+                None => here()?,
+            };
+            let report = hooks::uninstall(&repo)?;
+            for (hook, action) in &report.hooks {
+                let what = match action {
+                    hooks::UninstallAction::Removed => "removed",
+                    hooks::UninstallAction::Restored => "removed, the chained hook restored",
+                    hooks::UninstallAction::NotInstalled => "not installed",
+                };
+                println!("{hook}: {what}");
+            }
+        }
+        HooksAction::Notify { repo, hook, head, orig_head, branch, args } => {
+            // Never fails: a hook's trouble must not become git's. Problems are logged only.
+            let overrides = Overrides { data_dir, database_url, listen: None, config };
+            let config = match Config::load(&overrides) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %format!("{e:#}"), "cannot load the configuration; notification dropped");
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            let mut stdin = String::new();
+            if hook == "post-rewrite" {
+                let _ = std::io::stdin().read_to_string(&mut stdin);
+            }
+            let non_empty = |v: Option<String>| v.filter(|s| !s.is_empty());
+            let state = head.is_some().then(|| hooks::HookState {
+                head: non_empty(head),
+                orig_head: non_empty(orig_head),
+                branch: non_empty(branch),
+            });
+            match hooks::notify(&config, &repo, &hook, &args, &stdin, state.as_ref()).await {
+                Ok(outcome) => tracing::debug!(?outcome, hook, "git notification handled"),
+                Err(e) => tracing::warn!(error = %e, hook, "git notification failed"),
             }
         }
     }

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod embed;
 pub mod engine;
+pub mod hooks;
 pub mod indexing;
 pub mod lexical;
 pub mod runner;

@@ -42,6 +42,19 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     runner.start(&tracker, shutdown.clone());
     tracker.spawn(watch::run(engine.clone(), runner.clone(), shutdown.clone()));
     let state = AppState::new(engine, runner.clone());
+    {
+        // Notifications spooled by hooks while no daemon answered: at start, then now and then.
+        let (state, shutdown) = (state.clone(), shutdown.clone());
+        tracker.spawn(async move {
+            loop {
+                api::drain_spool(&state).await;
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                }
+            }
+        });
+    }
     let app = api::app(state);
 
     tracing::info!(address = %local, owner = runner.owner(), "semdex listening");

@@ -11,6 +11,7 @@
 mod auth;
 mod error;
 mod files;
+mod hooks;
 mod ops;
 mod projects;
 mod runs;
@@ -29,6 +30,7 @@ use tokio::sync::Semaphore;
 
 pub use self::auth::{Principal, Scope, hash_token, new_token_secret};
 pub use self::error::{ApiError, ApiResult};
+pub use self::hooks::drain_spool;
 pub use self::ops::Metrics;
 pub use self::search::response_json as search_response_json;
 
@@ -187,6 +189,13 @@ pub fn routes() -> Vec<Route> {
             get(files::graph),
         ),
         route(Method::GET, "/v1/chunks/{chunk_id}", Some(Read), "A chunk by id", get(files::chunk)),
+        route(
+            Method::POST,
+            "/v1/hooks/git",
+            Some(Write),
+            "A git hook's notification: record the commits and queue a run for the changed paths",
+            post(hooks::git),
+        ),
     ]
 }
 

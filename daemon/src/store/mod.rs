@@ -375,6 +375,42 @@ pub struct ApiToken {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A commit to record, as `git log` describes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommitRecord {
+    /// Full lowercase hex object name.
+    pub sha: String,
+    /// Parent shas, first parent first.
+    pub parents: Vec<String>,
+    pub message: String,
+    pub author_name: Option<String>,
+    pub author_email: Option<String>,
+    /// The branch the commit was seen on, when known.
+    pub branch: Option<String>,
+    pub committed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub files_changed: i32,
+    pub additions: i32,
+    pub deletions: i32,
+}
+
+/// A recorded commit as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Commit {
+    pub id: i64,
+    pub project_id: i64,
+    pub sha: String,
+    pub parents: Vec<String>,
+    pub message: String,
+    pub author_name: Option<String>,
+    pub author_email: Option<String>,
+    pub branch: Option<String>,
+    pub committed_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub files_changed: i32,
+    pub additions: i32,
+    pub deletions: i32,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Store-wide facts for `semdex status`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreStatus {
@@ -593,6 +629,16 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         data: serde_json::Value,
     ) -> Result<()>;
     async fn run_events(&self, run_id: i64) -> Result<Vec<RunEvent>>;
+
+    // Commits.
+    /// Records commits of a project; a sha already recorded for the project is left as it is
+    /// (the first recording wins), so recording the same commits again adds nothing. Returns how
+    /// many rows were new. All or nothing.
+    async fn record_commits(&self, project_id: i64, commits: &[CommitRecord]) -> Result<u64>;
+    /// A project's recorded commits, newest first (by commit time, then by id), up to `limit`.
+    async fn commits(&self, project_id: i64, limit: i64) -> Result<Vec<Commit>>;
+    /// The project registered for a repository root (the oldest one if several share it).
+    async fn project_by_root(&self, root: &str) -> Result<Option<Project>>;
 }
 
 /// A shared handle to whichever backend is configured.

@@ -34,9 +34,9 @@ use sqlx::{Connection, Postgres, Row};
 
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::{
-    ActivityEntry, ApiToken, Backend, ChunkView, EmbeddingModel, FileState, FileWrite, IndexRun,
-    MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus, ScoredChunk,
-    SearchScope, Store, StoreError, StoreStatus, SymbolView,
+    ActivityEntry, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, FileState, FileWrite,
+    IndexRun, MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus,
+    ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView,
 };
 use super::{FileDetail, FileRecord, FileView, ImportRecord};
 
@@ -1629,6 +1629,86 @@ impl Store for PgStore {
             })
             .collect()
     }
+
+    // Commits.
+
+    async fn record_commits(&self, project_id: i64, commits: &[CommitRecord]) -> Result<u64> {
+        if commits.is_empty() {
+            return Ok(0);
+        }
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let mut inserted = 0;
+        for c in commits {
+            let done = sqlx::query(concat!(
+                "INSERT INTO commits (project_id, sha, parents, message, author_name, author_email, branch, ",
+                "committed_at, files_changed, additions, deletions) ",
+                "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ",
+                "ON CONFLICT (project_id, sha) DO NOTHING"
+            ))
+            .bind(project_id)
+            .bind(&c.sha)
+            .bind(&c.parents)
+            .bind(&c.message)
+            .bind(&c.author_name)
+            .bind(&c.author_email)
+            .bind(&c.branch)
+            .bind(c.committed_at)
+            .bind(c.files_changed)
+            .bind(c.additions)
+            .bind(c.deletions)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+            inserted += done.rows_affected();
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted)
+    }
+
+    async fn commits(&self, project_id: i64, limit: i64) -> Result<Vec<Commit>> {
+        let rows = sqlx::query(concat!(
+            "SELECT id, project_id, sha, parents, message, author_name, author_email, branch, committed_at, ",
+            "files_changed, additions, deletions, created_at FROM commits WHERE project_id = $1 ",
+            "ORDER BY committed_at DESC NULLS LAST, id DESC LIMIT $2"
+        ))
+        .bind(project_id)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(commit_from_row).collect()
+    }
+
+    async fn project_by_root(&self, root: &str) -> Result<Option<Project>> {
+        let row = sqlx::query(concat!(
+            "SELECT ",
+            project_cols!(),
+            " FROM projects WHERE root_path = $1 ORDER BY id LIMIT 1"
+        ))
+        .bind(root)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        row.as_ref().map(project_from_row).transpose()
+    }
+}
+
+fn commit_from_row(row: &PgRow) -> Result<Commit> {
+    Ok(Commit {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        sha: col(row, "sha")?,
+        parents: col(row, "parents")?,
+        message: col(row, "message")?,
+        author_name: col(row, "author_name")?,
+        author_email: col(row, "author_email")?,
+        branch: col(row, "branch")?,
+        committed_at: col(row, "committed_at")?,
+        files_changed: col(row, "files_changed")?,
+        additions: col(row, "additions")?,
+        deletions: col(row, "deletions")?,
+        created_at: col(row, "created_at")?,
+    })
 }
 
 /// Inserts a file's symbols with one statement. Their ids are drawn from the sequence first, so

@@ -9,6 +9,8 @@ mod support;
 mod backup;
 /// Embedding providers and the cache, against misbehaving local HTTP servers.
 mod embed;
+/// Git hooks: install and chaining, notifications, delivery and the spool, accept on both backends.
+mod hooks;
 /// The store suite, run against SQLite and PostgreSQL.
 mod store;
 /// PostgreSQL-specific store tests and the suite's PostgreSQL runner.

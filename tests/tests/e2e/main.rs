@@ -9,6 +9,8 @@ mod backup;
 mod cli;
 /// SIGKILL at random points of indexing, then recovery: nothing lost, nothing duplicated.
 mod crash;
+/// Git hooks installed by `semdex hooks install`, feeding a running daemon or the spool.
+mod hooks;
 /// The `openai` provider through the real binary, against a local OpenAI-compatible server.
 mod openai;
 /// `semdex serve`: the HTTP API and the job runner, through the real binary.

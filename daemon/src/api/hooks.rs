@@ -1,0 +1,69 @@
+//! `POST /v1/hooks/git`: a git hook's notification (see [`crate::hooks`]). The repository must
+//! be a registered project the caller may write; its commits are recorded and a run is queued
+//! for the changed paths.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::runs::check_relative_path;
+use super::{ApiError, ApiResult, AppState, Json, Principal, Scope};
+use crate::hooks::{self, GitNotification};
+
+pub async fn git(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(n): Json<GitNotification>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    for path in n.paths() {
+        check_relative_path(&path)?;
+    }
+    let store = &state.engine.store;
+    let Some(project) = store.project_by_root(&n.repo).await? else {
+        return Err(ApiError::NotFound("project for this repository".into()));
+    };
+    principal.check_project(store, project.id, Scope::Write).await.map_err(|e| match e {
+        ApiError::NotFound(_) => ApiError::NotFound("project for this repository".into()),
+        other => other,
+    })?;
+    let run = hooks::accept(store.as_ref(), &n).await.map_err(|e| match e {
+        hooks::Error::Invalid(m) => ApiError::BadRequest(m),
+        hooks::Error::Store(e) => e.into(),
+        other => ApiError::internal(other),
+    })?;
+    if run.is_some() {
+        state.runner.notify();
+    }
+    Ok((StatusCode::ACCEPTED, Json(json!({ "project_id": project.id, "run_id": run.map(|r| r.id) }))))
+}
+
+/// Accepts the notifications hooks spooled while no daemon answered, oldest first. A
+/// notification that cannot be accepted now (the database is down) stays for the next try.
+pub async fn drain_spool(state: &AppState) {
+    let data_dir = state.engine.config.data_dir.clone();
+    let spooled = match tokio::task::spawn_blocking(move || hooks::read_spool(&data_dir)).await {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    for (path, n) in spooled {
+        match hooks::accept(state.engine.store.as_ref(), &n).await {
+            Ok(run) => {
+                if let Some(run) = run {
+                    tracing::info!(run = run.id, repo = %n.repo, "queued a run from a spooled git notification");
+                    state.runner.notify();
+                }
+                if let Err(e) = hooks::remove_spooled(&path) {
+                    tracing::warn!(error = %e, "could not remove a spooled notification");
+                }
+            }
+            Err(hooks::Error::Store(e)) => {
+                tracing::warn!(error = %e, "spooled git notifications wait for the database");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, path = %path.display(), "dropping a spooled git notification");
+                let _ = hooks::remove_spooled(&path);
+            }
+        }
+    }
+}
