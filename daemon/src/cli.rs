@@ -90,6 +90,9 @@ enum Command {
         explain: bool,
         #[arg(long)]
         json: bool,
+        /// Search the store here even when a daemon serves this data directory.
+        #[arg(long)]
+        local: bool,
     },
     /// Show the store: backend, schema version, row counts, size on disk, pgvector, projects.
     Status {
@@ -263,11 +266,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { .. } => crate::serve::serve(config).await,
         Command::Token { action } => token(&config, action).await,
         Command::Index { path, project, json, dry_run } => index(config, path, project, json, dry_run).await,
-        Command::Search { query, project, top_k, mode, paths, languages, explain, json } => {
+        Command::Search { query, project, top_k, mode, paths, languages, explain, json, local } => {
             let Some(mode) = Mode::parse(&mode) else {
                 eprintln!("semdex: unknown mode {mode:?} (expected hybrid, semantic, lexical or symbol)");
                 return Ok(ExitCode::from(2));
             };
+            // A daemon serving this data directory answers, so the search sees its warm caches
+            // and its freshest index; without one, the search runs here on the store.
+            if !local && let Some(daemon) = crate::serve::running_daemon(&config).await {
+                let mut body = serde_json::json!({
+                    "query": query, "top_k": top_k, "mode": mode.name(), "explain": explain,
+                    "filters": { "path_include": paths, "languages": languages },
+                });
+                if let Some(name) = &project {
+                    body["projects"] = serde_json::json!([name]);
+                }
+                let response = daemon.post("/v1/search", &body, config.token.as_deref()).await?;
+                print_search(&response, json, explain);
+                return Ok(ExitCode::SUCCESS);
+            }
             let engine = Engine::open(config).await?;
             let projects = match project {
                 Some(name) => vec![find_project(&engine, &name).await?],
@@ -283,7 +300,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             req.languages = languages;
             req.explain = explain;
             let response = search::search(&engine, &req).await?;
-            print_search(&response, json, explain);
+            print_search(&api::search_response_json(&response, explain), json, explain);
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { json } => status(&config, json).await,
@@ -474,6 +491,7 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     let status = store.status().await?;
     // Projects are listed only once the schema exists; status never migrates.
     let projects = if status.schema_version.is_some() { store.list_projects().await? } else { Vec::new() };
+    let daemon = crate::serve::running_daemon(config).await.map(|d| d.base().to_string());
     let pgvector = match &status.pgvector {
         Some(v) => format!("present, version {v}"),
         None => "absent: local HNSW serves search".to_string(),
@@ -481,6 +499,7 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         let value = serde_json::json!({
             "backend": status.backend.name(),
+            "daemon": daemon,
             "schema_version": status.schema_version,
             "latest_version": status.latest_version,
             "size_bytes": status.size_bytes,
@@ -497,6 +516,10 @@ async fn status(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     println!("backend: {}", status.backend.name());
+    match &daemon {
+        Some(base) => println!("daemon: running at {base}"),
+        None => println!("daemon: not running for this data directory"),
+    }
     match status.schema_version {
         Some(v) if v == status.latest_version => println!("schema version: {v} (latest)"),
         Some(v) => {
@@ -782,27 +805,43 @@ fn dry_run_run(project: &Project) -> crate::store::IndexRun {
     }
 }
 
-fn print_search(response: &search::SearchResponse, json: bool, explain: bool) {
+fn print_search(response: &serde_json::Value, json: bool, explain: bool) {
     if json {
-        println!("{}", api::search_response_json(response, explain));
+        println!("{response}");
         return;
     }
-    if let Some(d) = &response.degraded {
+    if let Some(d) = response["degraded"].as_str() {
         eprintln!("note: {d}");
     }
-    if response.results.is_empty() {
+    let empty = Vec::new();
+    let results = response["results"].as_array().unwrap_or(&empty);
+    if results.is_empty() {
         println!("no results");
     }
-    for h in &response.results {
-        let symbol =
-            if h.chunk.symbol_path.is_empty() { String::new() } else { format!("  {}", h.chunk.symbol_path) };
-        println!("{}:{}-{}{}  ({:.4})", h.chunk.path, h.start_line, h.end_line, symbol, h.score);
+    for h in results {
+        let symbol = match h["symbol_path"].as_str() {
+            Some(s) if !s.is_empty() => format!("  {s}"),
+            _ => String::new(),
+        };
+        println!(
+            "{}:{}-{}{}  ({:.4})",
+            h["path"].as_str().unwrap_or(""),
+            h["start_line"],
+            h["end_line"],
+            symbol,
+            h["score"].as_f64().unwrap_or(0.0)
+        );
         if explain {
-            for s in &h.signals {
-                println!("    {} rank {} score {:.4}", s.signal, s.rank, s.score);
+            for s in h["signals"].as_array().unwrap_or(&empty) {
+                println!(
+                    "    {} rank {} score {:.4}",
+                    s["signal"].as_str().unwrap_or(""),
+                    s["rank"],
+                    s["score"].as_f64().unwrap_or(0.0)
+                );
             }
         }
-        for line in h.snippet.lines().take(6) {
+        for line in h["snippet"].as_str().unwrap_or("").lines().take(6) {
             println!("    {line}");
         }
         println!();

@@ -55,8 +55,10 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
             }
         });
     }
+    let data_dir = state.engine.config.data_dir.clone();
     let app = api::app(state);
 
+    let marker = DaemonFile::write(&data_dir, local)?;
     tracing::info!(address = %local, owner = runner.owner(), "semdex listening");
     // The one line scripts and tests read to learn the bound address (port 0 picks a free one).
     println!("semdex listening on http://{local}");
@@ -80,6 +82,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         Ok(Err(e)) => tracing::warn!(error = %e, "server task failed"),
         Err(_) => tracing::warn!("requests did not drain in time"),
     }
+    marker.remove();
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }
@@ -102,5 +105,73 @@ async fn wait_for_signal() {
     tokio::select! {
         _ = ctrl_c => {}
         _ = term => {}
+    }
+}
+
+/// `daemon.json` in the data directory: where the daemon serving it listens, so the CLI on the
+/// same data directory can reach it. Written at start, removed at shutdown; a stale file left
+/// by a crash is harmless, as the CLI checks that the daemon answers.
+struct DaemonFile(std::path::PathBuf);
+
+impl DaemonFile {
+    fn write(data_dir: &std::path::Path, address: std::net::SocketAddr) -> anyhow::Result<DaemonFile> {
+        std::fs::create_dir_all(data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
+        let path = data_dir.join("daemon.json");
+        let tmp = data_dir.join(format!(".daemon.json.{}", std::process::id()));
+        let body = serde_json::json!({ "address": address.to_string(), "pid": std::process::id() });
+        std::fs::write(&tmp, body.to_string()).with_context(|| format!("writing {}", tmp.display()))?;
+        std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
+        Ok(DaemonFile(path))
+    }
+
+    fn remove(self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// A daemon reachable over HTTP.
+pub struct DaemonClient {
+    base: String,
+    client: reqwest::Client,
+}
+
+/// The daemon serving this configuration's data directory, when one answers.
+pub async fn running_daemon(config: &Config) -> Option<DaemonClient> {
+    let text = std::fs::read_to_string(config.data_dir.join("daemon.json")).ok()?;
+    let info: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let address: std::net::SocketAddr = info["address"].as_str()?.parse().ok()?;
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().ok()?;
+    let base = format!("http://{address}");
+    let alive = client.get(format!("{base}/healthz")).timeout(Duration::from_millis(500)).send().await;
+    alive.ok().filter(|r| r.status().is_success())?;
+    Some(DaemonClient { base, client })
+}
+
+impl DaemonClient {
+    /// `http://address:port`
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    /// POSTs JSON and returns the JSON answer; an error answer becomes an error with the
+    /// daemon's message.
+    pub async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        token: Option<&str>,
+    ) -> anyhow::Result<serde_json::Value> {
+        let mut req = self.client.post(format!("{}{path}", self.base)).json(body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        let resp = req.send().await.with_context(|| format!("asking the daemon at {}", self.base))?;
+        let status = resp.status();
+        let value: serde_json::Value = resp.json().await.context("reading the daemon's answer")?;
+        if !status.is_success() {
+            let message = value["error"]["message"].as_str().unwrap_or("request failed");
+            bail!("the daemon answered {status}: {message}");
+        }
+        Ok(value)
     }
 }

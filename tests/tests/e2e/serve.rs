@@ -85,8 +85,34 @@ fn serve_index_search_edit(semdex: &Semdex) {
         .collect();
     assert_eq!(phases, ["walk", "analyze", "write", "embed"], "{events}");
 
+    // The CLI on the same data directory asks the daemon, and says so in status.
+    let (_, before) = daemon.get("/metrics");
+    let via_cli = semdex.json(&["search", "computeQuarterlyRebate", "--mode", "lexical", "--json"]);
+    assert_eq!(top_paths(&via_cli).first().map(String::as_str), Some("src/billing/rebates.ts"), "{via_cli}");
+    let (_, after) = daemon.get("/metrics");
+    assert_ne!(search_count(&before), search_count(&after), "the CLI search did not reach the daemon");
+    let status = semdex.json(&["status", "--json"]);
+    assert_eq!(status["daemon"].as_str(), Some(daemon.base.as_str()), "{status}");
+    let local = semdex.json(&["search", "computeQuarterlyRebate", "--mode", "lexical", "--json", "--local"]);
+    assert_eq!(top_paths(&local), top_paths(&via_cli));
+
     let status = daemon.terminate();
     assert!(status.success(), "semdex serve exited with {status}");
+    // Once it is gone, the CLI searches on its own.
+    let alone = semdex.json(&["search", "computeQuarterlyRebate", "--mode", "lexical", "--json"]);
+    assert_eq!(top_paths(&alone), top_paths(&via_cli));
+    assert_eq!(semdex.json(&["status", "--json"])["daemon"], serde_json::Value::Null);
+}
+
+/// The number of successful searches the daemon served, from its metrics.
+fn search_count(metrics: &serde_json::Value) -> u64 {
+    let text = metrics.as_str().expect("metrics are text");
+    text.lines()
+        .filter(|l| {
+            l.starts_with("semdex_http_requests_total{route=\"/v1/search\",method=\"POST\",status=\"200\"}")
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
 }
 
 #[test]
