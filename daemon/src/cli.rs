@@ -726,12 +726,30 @@ async fn index(
     Ok(ExitCode::SUCCESS)
 }
 
-/// Progress on stderr: one line per phase change, and periodic lines within long phases.
+/// Progress on stderr: a bar on a terminal, and otherwise (CI logs) one line per phase change
+/// plus a line every two seconds within long phases.
 fn progress_printer(quiet: bool) -> indexing::ProgressFn {
+    if std::io::stderr().is_terminal() {
+        let bar = indicatif::ProgressBar::new(0);
+        let style = indicatif::ProgressStyle::with_template("{prefix:>8} [{bar:40}] {pos}/{len} {elapsed}")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+        bar.set_style(style);
+        return Box::new(move |p: &Progress| {
+            if bar.prefix() != p.phase {
+                bar.set_prefix(p.phase);
+                bar.reset_elapsed();
+            }
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+            if p.phase == "vectors" && p.total > 0 && p.done == p.total {
+                bar.finish_and_clear();
+            }
+        });
+    }
     let last = std::sync::Mutex::new(("", std::time::Instant::now()));
-    let tty = std::io::stderr().is_terminal();
     Box::new(move |p: &Progress| {
-        if quiet && !tty {
+        if quiet {
             return;
         }
         let Ok(mut last) = last.lock() else { return };
