@@ -51,15 +51,8 @@ fn member_json(m: &Member) -> Value {
     json!({ "project_id": m.project_id, "user_id": m.user_id, "role": m.role, "created_at": m.created_at })
 }
 
-/// Refuses callers confined to some projects: see the module doc.
 async fn require_global_admin(state: &AppState, principal: &Principal) -> ApiResult<()> {
-    match principal {
-        Principal::Local | Principal::Token { user_id: None, .. } => Ok(()),
-        Principal::Token { user_id: Some(user), .. } => match state.engine.store.user(*user).await? {
-            Some(u) if u.is_admin && u.is_active => Ok(()),
-            _ => Err(ApiError::Forbidden),
-        },
-    }
+    principal.check_global_admin(&state.engine.store).await
 }
 
 #[derive(Debug, Deserialize)]

@@ -79,6 +79,20 @@ impl Principal {
         }
     }
 
+    /// Refuses (403) a caller confined to some projects: global operations (users, tokens,
+    /// registering projects, metrics) are for the local user, service tokens, and tokens of
+    /// active users flagged admin. Otherwise a member's admin token could mint a service token
+    /// or register projects beyond its reach.
+    pub async fn check_global_admin(&self, store: &SharedStore) -> Result<(), ApiError> {
+        match self {
+            Principal::Local | Principal::Token { user_id: None, .. } => Ok(()),
+            Principal::Token { user_id: Some(user), .. } => match store.user(*user).await? {
+                Some(u) if u.is_admin && u.is_active => Ok(()),
+                _ => Err(ApiError::Forbidden),
+            },
+        }
+    }
+
     /// Loads a project the caller may act on with `scope`; one the caller may not even read
     /// is reported as not found.
     pub async fn check_project(
