@@ -42,7 +42,9 @@ pub struct CreateProject {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
     name: Option<String>,
+    #[serde(default, deserialize_with = "super::nullable")]
     repository_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::nullable")]
     default_branch: Option<Option<String>>,
     settings: Option<Value>,
 }
