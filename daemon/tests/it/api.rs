@@ -323,15 +323,9 @@ async fn seed(h: &mut Harness) {
     ids.review_a = store.create_review(review(a.id, commits[0])).await.unwrap().id;
     ids.review_b = store.create_review(review(b.id, commits[1])).await.unwrap().id;
 
-    let mut tokens = Tokens::default();
-    tokens.read = token(&store, None, "read").await.1;
-    tokens.write = token(&store, None, "write").await.1;
-    tokens.admin = token(&store, None, "admin").await.1;
-    tokens.member = token(&store, Some(m.id), "admin").await.1;
-    let (revoked, secret) = token(&store, None, "admin").await;
+    let (revoked, revoked_secret) = token(&store, None, "admin").await;
     store.revoke_token(revoked).await.unwrap();
-    tokens.revoked = secret;
-    let (expired, secret) = token(&store, None, "admin").await;
+    let (expired, expired_secret) = token(&store, None, "admin").await;
     h.sql(
         &format!(
             "UPDATE api_tokens SET created_at = '2020-01-01T00:00:00.000Z', expires_at = '2020-01-02T00:00:00.000Z' \
@@ -343,7 +337,14 @@ async fn seed(h: &mut Harness) {
         ),
     )
     .await;
-    tokens.expired = secret;
+    let tokens = Tokens {
+        read: token(&store, None, "read").await.1,
+        write: token(&store, None, "write").await.1,
+        admin: token(&store, None, "admin").await.1,
+        expired: expired_secret,
+        revoked: revoked_secret,
+        member: token(&store, Some(m.id), "admin").await.1,
+    };
     ids.victim_token = token(&store, None, "read").await.0;
     h.ids = ids;
     h.tokens = tokens;
