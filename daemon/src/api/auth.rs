@@ -3,7 +3,8 @@
 //! With auth mode `none` (allowed only on loopback) every caller is [`Principal::Local`]. With
 //! `token`, a route that needs a scope requires `Authorization: Bearer <secret>`; the secret's
 //! blake3 hash is looked up, and the stored hash compared in constant time. Revoked and expired
-//! tokens are refused like unknown ones (401), so a caller learns nothing about which it was.
+//! tokens, and tokens of deactivated users, are refused like unknown ones (401), so a caller
+//! learns nothing about which it was.
 //!
 //! The scope a route needs comes from the route table, enforced here once for every route.
 //! Project access is checked by the handlers through [`Principal::project_ids`] and
@@ -189,6 +190,12 @@ async fn token_principal(store: &SharedStore, secret: &str) -> Result<Option<Pri
         return Ok(None);
     }
     let Some(scope) = token.scopes.iter().filter_map(|s| Scope::parse(s)).max() else { return Ok(None) };
+    // A deactivated account keeps its tokens (reactivation restores them) but cannot use them.
+    if let Some(user) = token.user_id
+        && !store.user(user).await?.is_some_and(|u| u.is_active)
+    {
+        return Ok(None);
+    }
     Ok(Some(Principal::Token { token_id: token.id, user_id: token.user_id, scope }))
 }
 

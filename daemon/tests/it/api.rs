@@ -666,6 +666,17 @@ async fn users_tokens_and_members(backend: Backend) {
     let res = h.call(Method::POST, "/v1/tokens", Some(&member), Some(&json!({ "name": "escalate" }))).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 
+    // A deactivated user's tokens stop working, and work again on reactivation.
+    let (_, victor) = token(h.store(), Some(h.ids.user_v), "read").await;
+    let uri = format!("/v1/projects/{a}");
+    assert_eq!(h.call(Method::GET, &uri, Some(&victor), None).await.status, StatusCode::OK);
+    let res =
+        h.send(Method::PATCH, &format!("/v1/users/{}", h.ids.user_v), json!({ "is_active": false })).await;
+    assert_eq!(res.body["is_active"], json!(false), "{}", res.text);
+    assert_eq!(h.call(Method::GET, &uri, Some(&victor), None).await.status, StatusCode::UNAUTHORIZED);
+    h.send(Method::PATCH, &format!("/v1/users/{}", h.ids.user_v), json!({ "is_active": true })).await;
+    assert_eq!(h.call(Method::GET, &uri, Some(&victor), None).await.status, StatusCode::OK);
+
     // Deleting a user takes their tokens and memberships with them.
     let res = h.call(Method::DELETE, &format!("/v1/users/{ann}"), Some(&h.tokens.admin), None).await;
     assert_eq!(res.status, StatusCode::NO_CONTENT);
