@@ -666,6 +666,24 @@ async fn users_tokens_and_members(backend: Backend) {
     let res = h.call(Method::POST, "/v1/tokens", Some(&member), Some(&json!({ "name": "escalate" }))).await;
     assert_eq!(res.status, StatusCode::FORBIDDEN);
 
+    // A user flagged admin is a global admin through their own tokens.
+    let root = h
+        .send(
+            Method::POST,
+            "/v1/users",
+            json!({ "email": "root@x.io", "username": "root", "is_admin": true }),
+        )
+        .await;
+    let (_, root_secret) = token(h.store(), root.body["id"].as_i64(), "admin").await;
+    assert_eq!(h.call(Method::GET, "/v1/users", Some(&root_secret), None).await.status, StatusCode::OK);
+    let res =
+        h.send(Method::PATCH, &format!("/v1/users/{}", root.body["id"]), json!({ "is_admin": false })).await;
+    assert_eq!(res.status, StatusCode::OK);
+    assert_eq!(
+        h.call(Method::GET, "/v1/users", Some(&root_secret), None).await.status,
+        StatusCode::FORBIDDEN
+    );
+
     // A deactivated user's tokens stop working, and work again on reactivation.
     let (_, victor) = token(h.store(), Some(h.ids.user_v), "read").await;
     let uri = format!("/v1/projects/{a}");
