@@ -3,7 +3,8 @@
 //! With auth mode `none` (allowed only on loopback) every caller is [`Principal::Local`]. With
 //! `token`, a route that needs a scope requires `Authorization: Bearer <secret>`; the secret's
 //! blake3 hash is looked up, and the stored hash compared in constant time. Revoked and expired
-//! tokens are refused like unknown ones (401), so a caller learns nothing about which it was.
+//! tokens, and tokens of deactivated users, are refused like unknown ones (401), so a caller
+//! learns nothing about which it was.
 //!
 //! The scope a route needs comes from the route table, enforced here once for every route.
 //! Project access is checked by the handlers through [`Principal::project_ids`] and
@@ -76,6 +77,20 @@ impl Principal {
             Principal::Token { user_id: Some(user), .. } => {
                 Ok(Some(store.member_projects(*user).await?.into_iter().map(|(id, _)| id).collect()))
             }
+        }
+    }
+
+    /// Refuses (403) a caller confined to some projects: global operations (users, tokens,
+    /// registering projects, metrics) are for the local user, service tokens, and tokens of
+    /// active users flagged admin. Otherwise a member's admin token could mint a service token
+    /// or register projects beyond its reach.
+    pub async fn check_global_admin(&self, store: &SharedStore) -> Result<(), ApiError> {
+        match self {
+            Principal::Local | Principal::Token { user_id: None, .. } => Ok(()),
+            Principal::Token { user_id: Some(user), .. } => match store.user(*user).await? {
+                Some(u) if u.is_admin && u.is_active => Ok(()),
+                _ => Err(ApiError::Forbidden),
+            },
         }
     }
 
@@ -175,6 +190,12 @@ async fn token_principal(store: &SharedStore, secret: &str) -> Result<Option<Pri
         return Ok(None);
     }
     let Some(scope) = token.scopes.iter().filter_map(|s| Scope::parse(s)).max() else { return Ok(None) };
+    // A deactivated account keeps its tokens (reactivation restores them) but cannot use them.
+    if let Some(user) = token.user_id
+        && !store.user(user).await?.is_some_and(|u| u.is_active)
+    {
+        return Ok(None);
+    }
     Ok(Some(Principal::Token { token_id: token.id, user_id: token.user_id, scope }))
 }
 

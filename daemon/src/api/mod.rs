@@ -8,6 +8,7 @@
 //! the concurrency limit), per-request timeout, body-size limit (413), CORS when an allow-list
 //! is configured, then authentication, which puts a [`auth::Principal`] in the request.
 
+mod admin;
 mod auth;
 mod error;
 mod files;
@@ -16,6 +17,7 @@ mod ops;
 mod projects;
 mod runs;
 mod search;
+mod work;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -196,6 +198,174 @@ pub fn routes() -> Vec<Route> {
             "A git hook's notification: record the commits and queue a run for the changed paths",
             post(hooks::git),
         ),
+        route(
+            Method::GET,
+            "/v1/users",
+            Some(Admin),
+            "List users (cursor pagination)",
+            get(admin::list_users),
+        ),
+        route(Method::POST, "/v1/users", Some(Admin), "Create a user", post(admin::create_user)),
+        route(Method::GET, "/v1/users/{user_id}", Some(Admin), "Get a user", get(admin::get_user)),
+        route(Method::PATCH, "/v1/users/{user_id}", Some(Admin), "Update a user", patch(admin::update_user)),
+        route(
+            Method::DELETE,
+            "/v1/users/{user_id}",
+            Some(Admin),
+            "Delete a user with their tokens and memberships",
+            delete(admin::delete_user),
+        ),
+        route(
+            Method::GET,
+            "/v1/tokens",
+            Some(Admin),
+            "List tokens, newest first, without secrets",
+            get(admin::list_tokens),
+        ),
+        route(
+            Method::POST,
+            "/v1/tokens",
+            Some(Admin),
+            "Create a token; the response carries its secret, shown this once",
+            post(admin::create_token),
+        ),
+        route(
+            Method::POST,
+            "/v1/tokens/{token_id}/revoke",
+            Some(Admin),
+            "Revoke a token",
+            post(admin::revoke_token),
+        ),
+        route(
+            Method::GET,
+            "/v1/projects/{project_id}/members",
+            Some(Admin),
+            "List a project's members",
+            get(admin::list_members),
+        ),
+        route(
+            Method::POST,
+            "/v1/projects/{project_id}/members",
+            Some(Admin),
+            "Add a member to a project or change their role",
+            post(admin::set_member),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/projects/{project_id}/members/{user_id}",
+            Some(Admin),
+            "Remove a member from a project",
+            delete(admin::remove_member),
+        ),
+        route(
+            Method::GET,
+            "/v1/projects/{project_id}/tasks",
+            Some(Read),
+            "List a project's tasks (?status=&parent_id=, cursor pagination)",
+            get(work::list_tasks),
+        ),
+        route(
+            Method::POST,
+            "/v1/projects/{project_id}/tasks",
+            Some(Write),
+            "Create a task, or a subtask with parent_id",
+            post(work::create_task),
+        ),
+        route(
+            Method::GET,
+            "/v1/tasks/{task_id}",
+            Some(Read),
+            "Get a task with its subtasks",
+            get(work::get_task),
+        ),
+        route(
+            Method::PATCH,
+            "/v1/tasks/{task_id}",
+            Some(Write),
+            "Update a task's title, description, status, priority or agent",
+            patch(work::update_task),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/tasks/{task_id}",
+            Some(Write),
+            "Delete a task with its subtasks and executions",
+            delete(work::delete_task),
+        ),
+        route(
+            Method::GET,
+            "/v1/tasks/{task_id}/executions",
+            Some(Read),
+            "List a task's executions",
+            get(work::task_executions),
+        ),
+        route(
+            Method::POST,
+            "/v1/tasks/{task_id}/executions",
+            Some(Write),
+            "Record an execution of a task",
+            post(work::create_execution),
+        ),
+        route(
+            Method::GET,
+            "/v1/executions/{execution_id}",
+            Some(Read),
+            "Get an execution",
+            get(work::get_execution),
+        ),
+        route(
+            Method::PATCH,
+            "/v1/executions/{execution_id}",
+            Some(Write),
+            "Update an execution's status, tokens, cost, duration or error",
+            patch(work::update_execution),
+        ),
+        route(Method::GET, "/v1/agents", Some(Read), "List agents", get(work::list_agents)),
+        route(Method::POST, "/v1/agents", Some(Admin), "Create an agent", post(work::create_agent)),
+        route(Method::GET, "/v1/agents/{agent_id}", Some(Read), "Get an agent", get(work::get_agent)),
+        route(
+            Method::PATCH,
+            "/v1/agents/{agent_id}",
+            Some(Admin),
+            "Update an agent",
+            patch(work::update_agent),
+        ),
+        route(
+            Method::DELETE,
+            "/v1/agents/{agent_id}",
+            Some(Admin),
+            "Delete an agent",
+            delete(work::delete_agent),
+        ),
+        route(
+            Method::GET,
+            "/v1/agents/{agent_id}/executions",
+            Some(Read),
+            "List an agent's executions in the projects the caller may read",
+            get(work::agent_executions),
+        ),
+        route(
+            Method::GET,
+            "/v1/projects/{project_id}/reviews",
+            Some(Read),
+            "List a project's reviews",
+            get(work::list_reviews),
+        ),
+        route(
+            Method::POST,
+            "/v1/projects/{project_id}/reviews",
+            Some(Write),
+            "Record a review of one of the project's commits",
+            post(work::create_review),
+        ),
+        route(Method::GET, "/v1/reviews/{review_id}", Some(Read), "Get a review", get(work::get_review)),
+        route(
+            Method::GET,
+            "/v1/activity",
+            Some(Read),
+            "The activity log, newest first, of the projects the caller may read (?project_id=&before=&limit=)",
+            get(work::activity),
+        ),
     ]
 }
 
@@ -277,3 +447,13 @@ pub struct Path<T>(pub T);
 #[derive(FromRequestParts)]
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct Query<T>(pub T);
+
+/// For `Option<Option<T>>` fields of update bodies: absent is `None` (keep), `null` is
+/// `Some(None)` (clear). Use with `#[serde(default, deserialize_with = "nullable")]`.
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
+}

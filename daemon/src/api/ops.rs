@@ -124,7 +124,11 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 /// Prometheus text format.
-pub async fn metrics(State(state): State<AppState>) -> Response {
+pub async fn metrics(State(state): State<AppState>, principal: super::Principal) -> Response {
+    // Queue depth and per-route counts span every project: not for project-confined tokens.
+    if let Err(e) = principal.check_global_admin(&state.engine.store).await {
+        return e.into_response();
+    }
     let mut out = String::new();
     let _ = writeln!(out, "# HELP semdex_http_requests_total HTTP requests by route, method and status.");
     let _ = writeln!(out, "# TYPE semdex_http_requests_total counter");

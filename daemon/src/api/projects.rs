@@ -42,7 +42,9 @@ pub struct CreateProject {
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
     name: Option<String>,
+    #[serde(default, deserialize_with = "super::nullable")]
     repository_url: Option<Option<String>>,
+    #[serde(default, deserialize_with = "super::nullable")]
     default_branch: Option<Option<String>>,
     settings: Option<Value>,
 }
@@ -72,8 +74,11 @@ pub async fn get(
 
 pub async fn create(
     State(state): State<AppState>,
+    principal: Principal,
     Json(body): Json<CreateProject>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
+    // A token confined to some projects must not register new ones beyond its reach.
+    principal.check_global_admin(&state.engine.store).await?;
     check_name(&body.name)?;
     if body.root_path.is_none() && body.repository_url.is_none() {
         return Err(ApiError::BadRequest("give a root_path or a repository_url".into()));

@@ -411,6 +411,186 @@ pub struct Commit {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A user account to create, or the full new state of one to update.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewUser {
+    pub email: String,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub github_username: Option<String>,
+    pub is_active: bool,
+    pub is_admin: bool,
+    /// A JSON object.
+    pub preferences: serde_json::Value,
+}
+
+/// A stored user account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: i64,
+    pub email: String,
+    pub username: String,
+    pub display_name: Option<String>,
+    pub github_username: Option<String>,
+    pub is_active: bool,
+    pub is_admin: bool,
+    pub preferences: serde_json::Value,
+    pub last_login_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A user's membership of a project.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Member {
+    pub project_id: i64,
+    pub user_id: i64,
+    /// `read`, `write` or `admin`.
+    pub role: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// A task to create.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewTask {
+    pub project_id: Option<i64>,
+    /// A task of the same project this one is a subtask of.
+    pub parent_id: Option<i64>,
+    pub title: String,
+    pub description: String,
+    /// `pending`, `in_progress`, `blocked`, `done`, `cancelled`.
+    pub status: String,
+    /// 0 (most urgent) to 4.
+    pub priority: i32,
+    pub assigned_agent_id: Option<i64>,
+    pub created_by: Option<i64>,
+}
+
+/// The full new state of a task's editable fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskUpdate {
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub priority: i32,
+    pub assigned_agent_id: Option<i64>,
+}
+
+/// A stored task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub id: i64,
+    pub project_id: Option<i64>,
+    pub parent_id: Option<i64>,
+    pub title: String,
+    pub description: String,
+    pub status: String,
+    pub priority: i32,
+    pub assigned_agent_id: Option<i64>,
+    pub created_by: Option<i64>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+    /// Set when the task reaches `done` or `cancelled`, cleared when it leaves them.
+    pub completed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Which tasks of a project to list.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskFilter {
+    pub status: Option<String>,
+    /// Only the subtasks of this task.
+    pub parent_id: Option<i64>,
+}
+
+/// An agent to create, or the full new state of one to update.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NewAgent {
+    pub name: String,
+    pub kind: String,
+    pub model: Option<String>,
+    /// A JSON object.
+    pub config: serde_json::Value,
+    pub is_active: bool,
+}
+
+/// A stored agent.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Agent {
+    pub id: i64,
+    pub name: String,
+    pub kind: String,
+    pub model: Option<String>,
+    pub config: serde_json::Value,
+    pub is_active: bool,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
+/// An execution to record, or (without `task_id` and `agent_id`) the full new state of one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewExecution {
+    pub task_id: i64,
+    pub agent_id: Option<i64>,
+    /// `running`, `succeeded`, `failed`, `cancelled`.
+    pub status: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+}
+
+/// A stored execution, with the project of its task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Execution {
+    pub id: i64,
+    pub task_id: i64,
+    /// The task's project (`None` for a task without one).
+    pub project_id: Option<i64>,
+    pub agent_id: Option<i64>,
+    pub status: String,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub duration_ms: Option<i64>,
+    pub error: Option<String>,
+    pub started_at: chrono::DateTime<chrono::Utc>,
+    /// Set when the execution leaves `running`.
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// A review to record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewReview {
+    pub project_id: i64,
+    /// A commit of the same project.
+    pub commit_id: i64,
+    pub reviewer_agent_id: Option<i64>,
+    pub reviewer_user_id: Option<i64>,
+    /// 0 to 100.
+    pub score: Option<i32>,
+    pub summary: String,
+    /// JSON arrays.
+    pub issues: serde_json::Value,
+    pub suggestions: serde_json::Value,
+}
+
+/// A stored review of a commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Review {
+    pub id: i64,
+    pub project_id: i64,
+    pub commit_id: i64,
+    pub reviewer_agent_id: Option<i64>,
+    pub reviewer_user_id: Option<i64>,
+    pub score: Option<i32>,
+    pub summary: String,
+    pub issues: serde_json::Value,
+    pub suggestions: serde_json::Value,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub updated_at: chrono::DateTime<chrono::Utc>,
+}
+
 /// Store-wide facts for `semdex status`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoreStatus {
@@ -589,6 +769,80 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         reverse: bool,
         depth: u32,
     ) -> Result<Vec<(String, u32)>>;
+
+    // Users, members, tasks, agents, executions, reviews.
+    /// `Conflict` for a taken username, email (any case) or GitHub username; `Invalid` for
+    /// values the schema's checks refuse.
+    async fn create_user(&self, user: NewUser) -> Result<User>;
+    async fn user(&self, id: i64) -> Result<Option<User>>;
+    /// Users in id order; with `after`, only ids above it (cursor).
+    async fn list_users(&self, after: Option<i64>, limit: i64) -> Result<Vec<User>>;
+    /// Replaces a user's fields with `update`; `NotFound` for an unknown user.
+    async fn update_user(&self, id: i64, update: &NewUser) -> Result<User>;
+    /// Deletes a user with their tokens and memberships; `false` when there was no such user.
+    async fn delete_user(&self, id: i64) -> Result<bool>;
+    /// A token by id.
+    async fn token(&self, id: i64) -> Result<Option<ApiToken>>;
+    /// Adds a member or changes their role; `Invalid` for an unknown project or user or a role
+    /// other than `read`, `write`, `admin`.
+    async fn set_member(&self, project_id: i64, user_id: i64, role: &str) -> Result<Member>;
+    /// `false` when the user was not a member.
+    async fn remove_member(&self, project_id: i64, user_id: i64) -> Result<bool>;
+    /// A project's members in user id order.
+    async fn list_members(&self, project_id: i64) -> Result<Vec<Member>>;
+    /// `Invalid` when the parent is not a task of the same project, or a reference or value is
+    /// refused by the schema.
+    async fn create_task(&self, task: NewTask) -> Result<Task>;
+    async fn task(&self, id: i64) -> Result<Option<Task>>;
+    /// A project's tasks in id order; with `after`, only ids above it (cursor).
+    async fn list_tasks(
+        &self,
+        project_id: i64,
+        filter: &TaskFilter,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Task>>;
+    /// Sets a task's editable fields, keeping `completed_at` in step with the status;
+    /// `NotFound` for an unknown task.
+    async fn update_task(&self, id: i64, update: &TaskUpdate) -> Result<Task>;
+    /// Deletes a task with its subtasks and executions; `false` when there was no such task.
+    async fn delete_task(&self, id: i64) -> Result<bool>;
+    /// `Conflict` for a taken name.
+    async fn create_agent(&self, agent: NewAgent) -> Result<Agent>;
+    async fn agent(&self, id: i64) -> Result<Option<Agent>>;
+    /// Agents in id order; with `after`, only ids above it (cursor).
+    async fn list_agents(&self, after: Option<i64>, limit: i64) -> Result<Vec<Agent>>;
+    async fn update_agent(&self, id: i64, update: &NewAgent) -> Result<Agent>;
+    async fn delete_agent(&self, id: i64) -> Result<bool>;
+    /// `Invalid` for an unknown task or agent or a refused value. A final status sets
+    /// `finished_at`.
+    async fn create_execution(&self, execution: NewExecution) -> Result<Execution>;
+    async fn execution(&self, id: i64) -> Result<Option<Execution>>;
+    /// Executions of a task or of an agent (or both filters), in id order after `after`,
+    /// limited to tasks of `projects` when given.
+    async fn list_executions(
+        &self,
+        task_id: Option<i64>,
+        agent_id: Option<i64>,
+        projects: Option<&[i64]>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Execution>>;
+    /// Sets status, tokens, cost, duration and error (task and agent stay); `finished_at` is
+    /// set when the status leaves `running` and cleared when it returns.
+    async fn update_execution(&self, id: i64, update: &NewExecution) -> Result<Execution>;
+    /// `Invalid` when the commit is not one of the project's.
+    async fn create_review(&self, review: NewReview) -> Result<Review>;
+    async fn review(&self, id: i64) -> Result<Option<Review>>;
+    /// A project's reviews in id order; with `after`, only ids above it (cursor).
+    async fn list_reviews(&self, project_id: i64, after: Option<i64>, limit: i64) -> Result<Vec<Review>>;
+    /// Activity entries of any of `projects`, newest first, below `before_id` when given.
+    async fn activity_in(
+        &self,
+        projects: &[i64],
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ActivityEntry>>;
 
     // Index runs.
     async fn create_run(

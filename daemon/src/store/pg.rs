@@ -34,9 +34,10 @@ use sqlx::{Connection, Postgres, Row};
 
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::{
-    ActivityEntry, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, FileState, FileWrite,
-    IndexRun, MigrationInfo, NewProject, NewToken, Project, Result, RunCounts, RunEvent, RunStatus,
-    ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView,
+    ActivityEntry, Agent, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, Execution,
+    FileState, FileWrite, IndexRun, Member, MigrationInfo, NewAgent, NewExecution, NewProject, NewReview,
+    NewTask, NewToken, NewUser, Project, Result, Review, RunCounts, RunEvent, RunStatus, ScoredChunk,
+    SearchScope, Store, StoreError, StoreStatus, SymbolView, Task, TaskFilter, TaskUpdate, User,
 };
 use super::{FileDetail, FileRecord, FileView, ImportRecord};
 
@@ -109,6 +110,41 @@ macro_rules! symbol_view_select {
 macro_rules! token_cols {
     () => {
         "id, user_id, name, token_hash, prefix, scopes, expires_at, last_used_at, revoked_at, created_at"
+    };
+}
+
+macro_rules! user_cols {
+    () => {
+        "id, email, username, display_name, github_username, is_active, is_admin, preferences, last_login_at, \
+         created_at, updated_at"
+    };
+}
+
+macro_rules! task_cols {
+    () => {
+        "id, project_id, parent_id, title, description, status, priority, assigned_agent_id, created_by, \
+         created_at, updated_at, completed_at"
+    };
+}
+
+macro_rules! agent_cols {
+    () => {
+        "id, name, kind, model, config, is_active, created_at, updated_at"
+    };
+}
+
+macro_rules! review_cols {
+    () => {
+        "id, project_id, commit_id, reviewer_agent_id, reviewer_user_id, score, summary, issues, suggestions, \
+         created_at, updated_at"
+    };
+}
+
+macro_rules! execution_select {
+    () => {
+        "SELECT e.id, e.task_id, t.project_id, e.agent_id, e.status, e.input_tokens, e.output_tokens, e.cost_usd, \
+         e.duration_ms, e.error, e.started_at, e.finished_at \
+         FROM executions e JOIN tasks t ON t.id = e.task_id"
     };
 }
 
@@ -765,21 +801,7 @@ impl Store for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
-        rows.iter()
-            .map(|row| {
-                Ok(ActivityEntry {
-                    id: col(row, "id")?,
-                    project_id: col(row, "project_id")?,
-                    user_id: col(row, "user_id")?,
-                    action: col(row, "action")?,
-                    source: col(row, "source")?,
-                    subject_type: col(row, "subject_type")?,
-                    subject_id: col(row, "subject_id")?,
-                    details: col(row, "details")?,
-                    created_at: col(row, "created_at")?,
-                })
-            })
-            .collect()
+        rows.iter().map(activity_from_row).collect()
     }
 
     // Files, symbols, imports and chunks.
@@ -1355,6 +1377,431 @@ impl Store for PgStore {
                 Ok((col(row, "path")?, u32::try_from(distance).unwrap_or(u32::MAX)))
             })
             .collect()
+    }
+
+    // Users, members, tasks, agents, executions, reviews.
+
+    async fn create_user(&self, user: NewUser) -> Result<User> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO users (email, username, display_name, github_username, is_active, is_admin, preferences) ",
+            "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
+            user_cols!()
+        ))
+        .bind(&user.email)
+        .bind(&user.username)
+        .bind(&user.display_name)
+        .bind(&user.github_username)
+        .bind(user.is_active)
+        .bind(user.is_admin)
+        .bind(object_or_empty(&user.preferences))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(user_err)?;
+        user_from_row(&row)
+    }
+
+    async fn user(&self, id: i64) -> Result<Option<User>> {
+        let row = sqlx::query(concat!("SELECT ", user_cols!(), " FROM users WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(user_from_row).transpose()
+    }
+
+    async fn list_users(&self, after: Option<i64>, limit: i64) -> Result<Vec<User>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            user_cols!(),
+            " FROM users WHERE ($1::int8 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(user_from_row).collect()
+    }
+
+    async fn update_user(&self, id: i64, update: &NewUser) -> Result<User> {
+        let row = sqlx::query(concat!(
+            "UPDATE users SET email = $2, username = $3, display_name = $4, github_username = $5, ",
+            "is_active = $6, is_admin = $7, preferences = $8 WHERE id = $1 RETURNING ",
+            user_cols!()
+        ))
+        .bind(id)
+        .bind(&update.email)
+        .bind(&update.username)
+        .bind(&update.display_name)
+        .bind(&update.github_username)
+        .bind(update.is_active)
+        .bind(update.is_admin)
+        .bind(object_or_empty(&update.preferences))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(user_err)?;
+        let row = row.ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
+        user_from_row(&row)
+    }
+
+    async fn delete_user(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM users WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn token(&self, id: i64) -> Result<Option<ApiToken>> {
+        let row = sqlx::query(concat!("SELECT ", token_cols!(), " FROM api_tokens WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(token_from_row).transpose()
+    }
+
+    async fn set_member(&self, project_id: i64, user_id: i64, role: &str) -> Result<Member> {
+        let row = sqlx::query(
+            "INSERT INTO project_members (project_id, user_id, role) VALUES ($1, $2, $3) \
+             ON CONFLICT (project_id, user_id) DO UPDATE SET role = excluded.role \
+             RETURNING project_id, user_id, role, created_at",
+        )
+        .bind(project_id)
+        .bind(user_id)
+        .bind(role)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        member_from_row(&row)
+    }
+
+    async fn remove_member(&self, project_id: i64, user_id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM project_members WHERE project_id = $1 AND user_id = $2")
+            .bind(project_id)
+            .bind(user_id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_members(&self, project_id: i64) -> Result<Vec<Member>> {
+        let rows = sqlx::query(
+            "SELECT project_id, user_id, role, created_at FROM project_members WHERE project_id = $1 \
+             ORDER BY user_id",
+        )
+        .bind(project_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(member_from_row).collect()
+    }
+
+    async fn create_task(&self, task: NewTask) -> Result<Task> {
+        // The parent must be a task of the same project: checked in the same statement.
+        let row = sqlx::query(concat!(
+            "INSERT INTO tasks (project_id, parent_id, title, description, status, priority, assigned_agent_id, ",
+            "created_by, completed_at) ",
+            "SELECT $1, $2, $3, $4, $5, $6, $7, $8, CASE WHEN $5 IN ('done', 'cancelled') THEN ",
+            "clock_timestamp()",
+            " END WHERE $2::int8 IS NULL OR EXISTS (SELECT 1 FROM tasks WHERE id = $2 AND project_id IS NOT DISTINCT FROM $1) ",
+            "RETURNING ",
+            task_cols!()
+        ))
+        .bind(task.project_id)
+        .bind(task.parent_id)
+        .bind(&task.title)
+        .bind(&task.description)
+        .bind(&task.status)
+        .bind(task.priority)
+        .bind(task.assigned_agent_id)
+        .bind(task.created_by)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let row =
+            row.ok_or_else(|| StoreError::Invalid("the parent is not a task of the same project".into()))?;
+        task_from_row(&row)
+    }
+
+    async fn task(&self, id: i64) -> Result<Option<Task>> {
+        let row = sqlx::query(concat!("SELECT ", task_cols!(), " FROM tasks WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(task_from_row).transpose()
+    }
+
+    async fn list_tasks(
+        &self,
+        project_id: i64,
+        filter: &TaskFilter,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Task>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            task_cols!(),
+            " FROM tasks WHERE project_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::int8 IS NULL OR parent_id = $3) ",
+            "AND ($4::int8 IS NULL OR id > $4) ORDER BY id LIMIT $5"
+        ))
+        .bind(project_id)
+        .bind(&filter.status)
+        .bind(filter.parent_id)
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(task_from_row).collect()
+    }
+
+    async fn update_task(&self, id: i64, update: &TaskUpdate) -> Result<Task> {
+        let row = sqlx::query(concat!(
+            "UPDATE tasks SET title = $2, description = $3, status = $4, priority = $5, assigned_agent_id = $6, ",
+            "completed_at = CASE WHEN $4 IN ('done', 'cancelled') THEN coalesce(completed_at, ",
+            "clock_timestamp()",
+            ") END WHERE id = $1 RETURNING ",
+            task_cols!()
+        ))
+        .bind(id)
+        .bind(&update.title)
+        .bind(&update.description)
+        .bind(&update.status)
+        .bind(update.priority)
+        .bind(update.assigned_agent_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let row = row.ok_or_else(|| StoreError::NotFound(format!("task {id}")))?;
+        task_from_row(&row)
+    }
+
+    async fn delete_task(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM tasks WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_agent(&self, agent: NewAgent) -> Result<Agent> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO agents (name, kind, model, config, is_active) VALUES ($1, $2, $3, $4, $5) RETURNING ",
+            agent_cols!()
+        ))
+        .bind(&agent.name)
+        .bind(&agent.kind)
+        .bind(&agent.model)
+        .bind(object_or_empty(&agent.config))
+        .bind(agent.is_active)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(|e| agent_err(e, &agent.name))?;
+        agent_from_row(&row)
+    }
+
+    async fn agent(&self, id: i64) -> Result<Option<Agent>> {
+        let row = sqlx::query(concat!("SELECT ", agent_cols!(), " FROM agents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(agent_from_row).transpose()
+    }
+
+    async fn list_agents(&self, after: Option<i64>, limit: i64) -> Result<Vec<Agent>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            agent_cols!(),
+            " FROM agents WHERE ($1::int8 IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        ))
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(agent_from_row).collect()
+    }
+
+    async fn update_agent(&self, id: i64, update: &NewAgent) -> Result<Agent> {
+        let row = sqlx::query(concat!(
+            "UPDATE agents SET name = $2, kind = $3, model = $4, config = $5, is_active = $6 WHERE id = $1 ",
+            "RETURNING ",
+            agent_cols!()
+        ))
+        .bind(id)
+        .bind(&update.name)
+        .bind(&update.kind)
+        .bind(&update.model)
+        .bind(object_or_empty(&update.config))
+        .bind(update.is_active)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| agent_err(e, &update.name))?;
+        let row = row.ok_or_else(|| StoreError::NotFound(format!("agent {id}")))?;
+        agent_from_row(&row)
+    }
+
+    async fn delete_agent(&self, id: i64) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM agents WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn create_execution(&self, execution: NewExecution) -> Result<Execution> {
+        let id: i64 = sqlx::query_scalar(concat!(
+            "INSERT INTO executions (task_id, agent_id, status, input_tokens, output_tokens, cost_usd, ",
+            "duration_ms, error, finished_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, ",
+            "CASE WHEN $3 <> 'running' THEN ",
+            "clock_timestamp()",
+            " END) RETURNING id"
+        ))
+        .bind(execution.task_id)
+        .bind(execution.agent_id)
+        .bind(&execution.status)
+        .bind(execution.input_tokens)
+        .bind(execution.output_tokens)
+        .bind(execution.cost_usd)
+        .bind(execution.duration_ms)
+        .bind(&execution.error)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_err)?;
+        self.execution(id).await?.ok_or_else(|| StoreError::NotFound(format!("execution {id}")))
+    }
+
+    async fn execution(&self, id: i64) -> Result<Option<Execution>> {
+        let row = sqlx::query(concat!(execution_select!(), " WHERE e.id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(execution_from_row).transpose()
+    }
+
+    async fn list_executions(
+        &self,
+        task_id: Option<i64>,
+        agent_id: Option<i64>,
+        projects: Option<&[i64]>,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<Execution>> {
+        let rows = sqlx::query(concat!(
+            execution_select!(),
+            " WHERE ($1::int8 IS NULL OR e.task_id = $1) AND ($2::int8 IS NULL OR e.agent_id = $2) ",
+            "AND ($3::int8[] IS NULL OR t.project_id = ANY($3)) ",
+            "AND ($4::int8 IS NULL OR e.id > $4) ORDER BY e.id LIMIT $5"
+        ))
+        .bind(task_id)
+        .bind(agent_id)
+        .bind(projects)
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(execution_from_row).collect()
+    }
+
+    async fn update_execution(&self, id: i64, update: &NewExecution) -> Result<Execution> {
+        let done = sqlx::query(concat!(
+            "UPDATE executions SET status = $2, input_tokens = $3, output_tokens = $4, cost_usd = $5, ",
+            "duration_ms = $6, error = $7, finished_at = CASE WHEN $2 <> 'running' THEN coalesce(finished_at, ",
+            "clock_timestamp()",
+            ") END WHERE id = $1"
+        ))
+        .bind(id)
+        .bind(&update.status)
+        .bind(update.input_tokens)
+        .bind(update.output_tokens)
+        .bind(update.cost_usd)
+        .bind(update.duration_ms)
+        .bind(&update.error)
+        .execute(&self.pool)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound(format!("execution {id}")));
+        }
+        self.execution(id).await?.ok_or_else(|| StoreError::NotFound(format!("execution {id}")))
+    }
+
+    async fn create_review(&self, review: NewReview) -> Result<Review> {
+        let row = sqlx::query(concat!(
+            "INSERT INTO reviews (project_id, commit_id, reviewer_agent_id, reviewer_user_id, score, summary, ",
+            "issues, suggestions) SELECT $1, $2, $3, $4, $5, $6, $7, $8 ",
+            "WHERE EXISTS (SELECT 1 FROM commits WHERE id = $2 AND project_id = $1) RETURNING ",
+            review_cols!()
+        ))
+        .bind(review.project_id)
+        .bind(review.commit_id)
+        .bind(review.reviewer_agent_id)
+        .bind(review.reviewer_user_id)
+        .bind(review.score)
+        .bind(&review.summary)
+        .bind(&review.issues)
+        .bind(&review.suggestions)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_err)?;
+        let row = row.ok_or_else(|| StoreError::Invalid("the commit is not one of the project's".into()))?;
+        review_from_row(&row)
+    }
+
+    async fn review(&self, id: i64) -> Result<Option<Review>> {
+        let row = sqlx::query(concat!("SELECT ", review_cols!(), " FROM reviews WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_err)?;
+        row.as_ref().map(review_from_row).transpose()
+    }
+
+    async fn list_reviews(&self, project_id: i64, after: Option<i64>, limit: i64) -> Result<Vec<Review>> {
+        let rows = sqlx::query(concat!(
+            "SELECT ",
+            review_cols!(),
+            " FROM reviews WHERE project_id = $1 AND ($2::int8 IS NULL OR id > $2) ORDER BY id LIMIT $3"
+        ))
+        .bind(project_id)
+        .bind(after)
+        .bind(limit.max(0))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(review_from_row).collect()
+    }
+
+    async fn activity_in(
+        &self,
+        projects: &[i64],
+        before_id: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<ActivityEntry>> {
+        if limit <= 0 || projects.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT id, project_id, user_id, action, source, subject_type, subject_id, details, created_at \
+             FROM activity_log WHERE project_id = ANY($1) AND ($2::int8 IS NULL OR id < $2) \
+             ORDER BY id DESC LIMIT $3",
+        )
+        .bind(projects)
+        .bind(before_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter().map(activity_from_row).collect()
     }
 
     // Index runs.
@@ -2101,6 +2548,129 @@ fn token_from_row(row: &PgRow) -> Result<ApiToken> {
         expires_at: col(row, "expires_at")?,
         last_used_at: col(row, "last_used_at")?,
         revoked_at: col(row, "revoked_at")?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+/// A JSON object column's value: `null` stands for the empty object.
+fn object_or_empty(value: &serde_json::Value) -> serde_json::Value {
+    if value.is_null() { serde_json::json!({}) } else { value.clone() }
+}
+
+fn user_err(e: sqlx::Error) -> StoreError {
+    match db_err(e) {
+        StoreError::Conflict(_) => {
+            StoreError::Conflict("a user with this username, email or GitHub username already exists".into())
+        }
+        other => other,
+    }
+}
+
+fn agent_err(e: sqlx::Error, name: &str) -> StoreError {
+    match db_err(e) {
+        StoreError::Conflict(_) => StoreError::Conflict(format!("an agent named {name:?} already exists")),
+        other => other,
+    }
+}
+
+fn user_from_row(row: &PgRow) -> Result<User> {
+    Ok(User {
+        id: col(row, "id")?,
+        email: col(row, "email")?,
+        username: col(row, "username")?,
+        display_name: col(row, "display_name")?,
+        github_username: col(row, "github_username")?,
+        is_active: col(row, "is_active")?,
+        is_admin: col(row, "is_admin")?,
+        preferences: col(row, "preferences")?,
+        last_login_at: col(row, "last_login_at")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+fn member_from_row(row: &PgRow) -> Result<Member> {
+    Ok(Member {
+        project_id: col(row, "project_id")?,
+        user_id: col(row, "user_id")?,
+        role: col(row, "role")?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+fn task_from_row(row: &PgRow) -> Result<Task> {
+    Ok(Task {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        parent_id: col(row, "parent_id")?,
+        title: col(row, "title")?,
+        description: col(row, "description")?,
+        status: col(row, "status")?,
+        priority: col(row, "priority")?,
+        assigned_agent_id: col(row, "assigned_agent_id")?,
+        created_by: col(row, "created_by")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+        completed_at: col(row, "completed_at")?,
+    })
+}
+
+fn agent_from_row(row: &PgRow) -> Result<Agent> {
+    Ok(Agent {
+        id: col(row, "id")?,
+        name: col(row, "name")?,
+        kind: col(row, "kind")?,
+        model: col(row, "model")?,
+        config: col(row, "config")?,
+        is_active: col(row, "is_active")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+fn execution_from_row(row: &PgRow) -> Result<Execution> {
+    Ok(Execution {
+        id: col(row, "id")?,
+        task_id: col(row, "task_id")?,
+        project_id: col(row, "project_id")?,
+        agent_id: col(row, "agent_id")?,
+        status: col(row, "status")?,
+        input_tokens: col(row, "input_tokens")?,
+        output_tokens: col(row, "output_tokens")?,
+        cost_usd: col(row, "cost_usd")?,
+        duration_ms: col(row, "duration_ms")?,
+        error: col(row, "error")?,
+        started_at: col(row, "started_at")?,
+        finished_at: col(row, "finished_at")?,
+    })
+}
+
+fn review_from_row(row: &PgRow) -> Result<Review> {
+    Ok(Review {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        commit_id: col(row, "commit_id")?,
+        reviewer_agent_id: col(row, "reviewer_agent_id")?,
+        reviewer_user_id: col(row, "reviewer_user_id")?,
+        score: col(row, "score")?,
+        summary: col(row, "summary")?,
+        issues: col(row, "issues")?,
+        suggestions: col(row, "suggestions")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+fn activity_from_row(row: &PgRow) -> Result<ActivityEntry> {
+    Ok(ActivityEntry {
+        id: col(row, "id")?,
+        project_id: col(row, "project_id")?,
+        user_id: col(row, "user_id")?,
+        action: col(row, "action")?,
+        source: col(row, "source")?,
+        subject_type: col(row, "subject_type")?,
+        subject_id: col(row, "subject_id")?,
+        details: col(row, "details")?,
         created_at: col(row, "created_at")?,
     })
 }

@@ -5,6 +5,8 @@
 #[path = "../support/mod.rs"]
 mod support;
 
+/// The HTTP API in-process: routes, the authorization matrix, path traversal, OpenAPI.
+mod api;
 /// Backup and restore across the backends: round trips, damaged files, force.
 mod backup;
 /// Embedding providers and the cache, against misbehaving local HTTP servers.

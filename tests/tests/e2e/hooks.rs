@@ -1,5 +1,5 @@
 //! Git hooks through the real binary and a real daemon: `semdex hooks install`, then commit,
-//! branch switch, merge and amend in a real repository, each followed by the index; with the
+//! branch switch, merge, amend and rebase in a real repository, each followed by the index; with the
 //! daemon stopped, git still succeeds and the spooled notification is picked up at the next
 //! start.
 
@@ -113,6 +113,20 @@ fn the_index_follows_commits_checkouts_merges_and_amends_through_hooks() {
     eventually("an amend", || {
         symbols(&daemon, project, "src/hooked/fees.ts") == Some(vec!["platformFee".into()])
     });
+
+    // A rebase: a topic branch from before the merge, replayed onto main.
+    repo.git(&["checkout", "-q", "-b", "topic", "HEAD~1"]);
+    eventually("a checkout of an older commit", || symbols(&daemon, project, "src/hooked/fees.ts").is_none());
+    write_file(&root, "src/hooked/tax.ts", "export function vatRate(): number {\n  return 0.2;\n}\n");
+    repo.git(&["add", "-A"]);
+    repo.git(&["commit", "-q", "-m", "add tax"]);
+    repo.git(&["rebase", "-q", "main"]);
+    eventually("a rebase", || {
+        symbols(&daemon, project, "src/hooked/fees.ts") == Some(vec!["platformFee".into()])
+            && symbols(&daemon, project, "src/hooked/tax.ts") == Some(vec!["vatRate".into()])
+    });
+    repo.git(&["checkout", "-q", "main"]);
+    eventually("back on main", || symbols(&daemon, project, "src/hooked/tax.ts").is_none());
 
     // With the daemon stopped, git is not held up and the notification waits in the spool.
     assert!(daemon.terminate().success());

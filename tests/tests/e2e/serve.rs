@@ -205,3 +205,52 @@ fn two_daemons_share_one_queue_without_running_a_run_twice() {
     assert!(a.terminate().success());
     assert!(b.terminate().success());
 }
+
+/// A daemon killed while it executes a run leaves the run leased; another daemon takes it over
+/// once the lease lapses and completes it, and nothing is left to do afterwards.
+fn takeover(semdex: &Semdex) {
+    std::fs::write(
+        semdex.data_dir.path().join("semdex.toml"),
+        "[server]\nlease_secs = 3\npoll_millis = 100\n",
+    )
+    .unwrap();
+    let repo = corpus(30);
+    let root = std::fs::canonicalize(repo.path()).unwrap();
+    let roots = root.parent().unwrap().to_str().unwrap().to_string();
+    let first = semdex.serve(&[("SEMDEX_ALLOWED_ROOTS", &roots)]);
+    let (project, run) = register(&first, "takeover", &root);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while first.get(&format!("/v1/runs/{run}")).1["status"] != "running" {
+        assert!(std::time::Instant::now() < deadline, "the run never started");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SIGKILL: no release, no cleanup; the lease stays until it lapses.
+    drop(first);
+    let second = semdex.serve(&[("SEMDEX_ALLOWED_ROOTS", &roots)]);
+    let done = second.wait_run(run);
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let (_, events) = second.get(&format!("/v1/runs/{run}/events"));
+    let walks = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["phase"] == "walk" && e["event"] == "start")
+        .count();
+    assert_eq!(walks, 2, "started by the first daemon, taken over by the second: {events}");
+    let (_, queued) = second.post(&format!("/v1/projects/{project}/runs"), &json!({}));
+    let again = second.wait_run(queued["run_id"].as_i64().unwrap());
+    assert_eq!(
+        (again["files_indexed"].as_i64(), again["chunks_embedded"].as_i64()),
+        (Some(0), Some(0)),
+        "{again}"
+    );
+    assert!(second.terminate().success());
+}
+
+#[test]
+fn a_run_whose_daemon_died_is_taken_over_when_its_lease_lapses() {
+    takeover(&Semdex::embedded());
+    if let Some(server) = crate::server_mode() {
+        takeover(&server);
+    }
+}
