@@ -321,8 +321,11 @@ pub async fn index_project(
     .await;
     store.update_run_counts(run.id, &counts(&summary)).await?;
 
+    // The local HNSW serves search only where the store cannot (no pgvector).
     progress("vectors", 0, 1);
-    engine.vectors.sync(store).await.context("updating the local vector index")?;
+    if !store.serves_dense_search().await? {
+        engine.vectors.sync(store).await.context("updating the local vector index")?;
+    }
     progress("vectors", 1, 1);
 
     summary.status = RunStatus::Succeeded.name().to_string();

@@ -32,7 +32,8 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let local = listener.local_addr().context("reading the bound address")?;
 
     // Bring the local vector index up to date with the store before answering searches.
-    if let Err(e) = engine.vectors.sync(engine.store.as_ref()).await {
+    let local_vectors = !engine.store.serves_dense_search().await.unwrap_or(false);
+    if local_vectors && let Err(e) = engine.vectors.sync(engine.store.as_ref()).await {
         tracing::warn!(error = %e, "could not bring the local vector index up to date; it is rebuilt on next use");
     }
 

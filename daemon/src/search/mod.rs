@@ -15,7 +15,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::engine::Engine;
 use crate::lexical;
-use crate::store::{ChunkView, SearchScope};
+use crate::store::{ChunkView, SearchScope, SymbolView};
 
 /// Which signals a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -177,38 +177,49 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
     // Over-fetch so that merging, per-file caps and path filters still leave top_k results.
     let fetch = (req.top_k * 5).max(50) as i64;
     let store = engine.store.as_ref();
-    let mut degraded = None;
-    let mut lists: Vec<SignalList> = Vec::new();
-
-    if matches!(req.mode, Mode::Hybrid | Mode::Semantic) {
+    // The signals are independent: they run at once, so a hybrid search takes as long as its
+    // slowest signal rather than their sum.
+    let dense_signal = async {
+        if !matches!(req.mode, Mode::Hybrid | Mode::Semantic) {
+            return Ok((None, None));
+        }
         match engine.query_embedder.embed_query(query).await {
             Ok(vector) => {
                 let hits = dense(engine, &vector, &scope, fetch).await?;
-                lists.push(("dense", req.weights.dense, hits));
+                Ok((Some(("dense", req.weights.dense, hits)), None))
             }
             Err(e) if req.mode == Mode::Hybrid => {
                 tracing::warn!(error = %e, "dense signal unavailable; answering with lexical and symbol");
-                degraded = Some(format!("semantic signal unavailable: {e}"));
+                Ok((None, Some(format!("semantic signal unavailable: {e}"))))
             }
-            Err(e) => return Err(SearchError::EmbedderUnavailable(e.to_string())),
+            Err(e) => Err(SearchError::EmbedderUnavailable(e.to_string())),
         }
-    }
-    if matches!(req.mode, Mode::Hybrid | Mode::Lexical) {
+    };
+    let lexical_signal = async {
+        if !matches!(req.mode, Mode::Hybrid | Mode::Lexical) {
+            return Ok::<_, SearchError>(None);
+        }
         let terms = lexical::lexical_terms(query);
-        if !terms.is_empty() {
-            let scored = store.lexical_search(&terms, &scope, fetch).await?;
-            let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
-            let by_id: HashMap<i64, ChunkView> =
-                store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
-            let hits =
-                scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
-            lists.push(("lexical", req.weights.lexical, hits.collect()));
+        if terms.is_empty() {
+            return Ok(None);
         }
-    }
-    if matches!(req.mode, Mode::Hybrid | Mode::Symbol) {
+        let scored = store.lexical_search(&terms, &scope, fetch).await?;
+        let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
+        let by_id: HashMap<i64, ChunkView> =
+            store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
+        let hits = scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
+        Ok(Some(("lexical", req.weights.lexical, hits.collect())))
+    };
+    let symbol_signal = async {
+        if !matches!(req.mode, Mode::Hybrid | Mode::Symbol) {
+            return Ok::<_, SearchError>(None);
+        }
         let hits = symbols(engine, query, &scope, fetch).await?;
-        lists.push(("symbol", req.weights.symbol, hits));
-    }
+        Ok(Some(("symbol", req.weights.symbol, hits)))
+    };
+    let (dense_out, lexical_out, symbol_out) = tokio::join!(dense_signal, lexical_signal, symbol_signal);
+    let (dense_list, degraded): (Option<SignalList>, Option<String>) = dense_out?;
+    let lists: Vec<SignalList> = [dense_list, lexical_out?, symbol_out?].into_iter().flatten().collect();
 
     let mut fused = fuse(&lists, req.rrf_k);
     fused.retain(|f| include.as_ref().is_none_or(|g| g.is_match(&f.chunk.path)));
@@ -238,24 +249,48 @@ async fn dense(
     k: i64,
 ) -> Result<Vec<(ChunkView, f64)>, SearchError> {
     let store = engine.store.as_ref();
-    let hits: Vec<(i64, f32)> = match store.dense_search(&engine.model, vector, scope, k).await? {
-        Some(hits) => hits,
-        None => {
-            engine.vectors.sync(store).await.map_err(|e| SearchError::Vector(e.to_string()))?;
-            let allowed: HashSet<i64> =
-                store.embedding_ids_in_scope(engine.model.id, scope).await?.into_iter().collect();
-            engine
-                .vectors
-                .search(vector, k as usize, Some(&allowed))
-                .map_err(|e| SearchError::Vector(e.to_string()))?
-                .into_iter()
-                .map(|h| (h.id, h.score))
-                .collect()
-        }
+    if let Some(hits) = store.dense_search(&engine.model, vector, scope, k).await? {
+        return chunks_for(engine, &hits, scope).await;
+    }
+    engine.vectors.refresh(store).await.map_err(|e| SearchError::Vector(e.to_string()))?;
+    let local = |allowed: Option<&HashSet<i64>>| -> Result<Vec<(i64, f32)>, SearchError> {
+        Ok(engine
+            .vectors
+            .search(vector, k as usize, allowed)
+            .map_err(|e| SearchError::Vector(e.to_string()))?
+            .into_iter()
+            .map(|h| (h.id, h.score))
+            .collect())
     };
+    // A scope of every project and language first walks the graph unfiltered: building the
+    // allowed set reads every embedding id. Vectors whose text no chunk holds any more (the
+    // cache outlives edits) drop out when chunks are joined; if they crowd out most hits, the
+    // walk is redone within the allowed set.
+    let everything =
+        scope.languages.is_empty() && store.list_projects().await?.len() == scope.project_ids.len();
+    if everything {
+        let hits = local(None)?;
+        let chunks = chunks_for(engine, &hits, scope).await?;
+        if chunks.len() * 2 >= hits.len() {
+            return Ok(chunks);
+        }
+    }
+    let allowed: HashSet<i64> =
+        store.embedding_ids_in_scope(engine.model.id, scope).await?.into_iter().collect();
+    let hits = local(Some(&allowed))?;
+    chunks_for(engine, &hits, scope).await
+}
+
+/// The chunks in `scope` holding the embeddings hit, best first.
+async fn chunks_for(
+    engine: &Engine,
+    hits: &[(i64, f32)],
+    scope: &SearchScope,
+) -> Result<Vec<(ChunkView, f64)>, SearchError> {
     let score_of: HashMap<i64, f32> = hits.iter().copied().collect();
     let ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
-    let mut chunks: Vec<(ChunkView, f64)> = store
+    let mut chunks: Vec<(ChunkView, f64)> = engine
+        .store
         .chunks_for_embeddings(engine.model.id, &ids, scope)
         .await?
         .into_iter()
@@ -283,17 +318,11 @@ async fn symbols(
         .filter(|w| w.len() >= 3)
         .take(4)
         .collect();
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    // Every word's matches, then their chunks in two queries for the lot.
+    let mut matches: Vec<(SymbolView, f64)> = Vec::new();
     for word in words {
+        let lw = word.to_lowercase();
         for sym in store.symbol_search(word, scope, k).await? {
-            let Some(chunk) = store.chunk_at(sym.project_id, &sym.path, sym.start_line).await? else {
-                continue;
-            };
-            if !seen.insert(chunk.id) {
-                continue;
-            }
-            let lw = word.to_lowercase();
             let name = sym.name.to_lowercase();
             let quality = if name == lw || sym.qualified_name.to_lowercase() == lw {
                 3.0
@@ -302,7 +331,23 @@ async fn symbols(
             } else {
                 1.0
             };
-            out.push((chunk, quality));
+            matches.push((sym, quality));
+        }
+    }
+    let symbol_ids: Vec<i64> = matches.iter().map(|(s, _)| s.id).collect();
+    let chunk_of: HashMap<i64, i64> = store.symbol_chunk_ids(&symbol_ids).await?.into_iter().collect();
+    let chunk_ids: Vec<i64> = {
+        let mut seen = HashSet::new();
+        symbol_ids.iter().filter_map(|s| chunk_of.get(s)).copied().filter(|c| seen.insert(*c)).collect()
+    };
+    let chunks: HashMap<i64, ChunkView> =
+        store.chunks(&chunk_ids).await?.into_iter().map(|c| (c.id, c)).collect();
+    let mut seen = HashSet::new();
+    let mut out = Vec::new();
+    for (sym, quality) in matches {
+        let Some(chunk) = chunk_of.get(&sym.id).and_then(|c| chunks.get(c)) else { continue };
+        if seen.insert(chunk.id) {
+            out.push((chunk.clone(), quality));
         }
     }
     Ok(out)

@@ -727,6 +727,11 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         embedding_ids: &[i64],
         scope: &SearchScope,
     ) -> Result<Vec<(i64, ChunkView)>>;
+    /// Whether [`Store::dense_search`] answers itself (pgvector), so the local HNSW need not
+    /// be kept.
+    async fn serves_dense_search(&self) -> Result<bool> {
+        Ok(false)
+    }
     /// Server-side nearest-neighbour search (pgvector); `Ok(None)` when this backend has no
     /// vector index of its own and the local HNSW must serve.
     async fn dense_search(
@@ -759,6 +764,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>>;
     /// The chunk of a file that covers a line.
     async fn chunk_at(&self, project_id: i64, path: &str, line: i32) -> Result<Option<ChunkView>>;
+    /// For each symbol id, the id of the first chunk of its file holding its first line: one
+    /// query for a whole symbol signal. Symbols without such a chunk are left out.
+    async fn symbol_chunk_ids(&self, symbol_ids: &[i64]) -> Result<Vec<(i64, i64)>>;
     /// Files reachable from `path` through imports (`reverse`: through importers) up to
     /// `depth`, each with its shortest distance, ordered by distance then path; `path` itself
     /// is never listed, and cycles terminate.

@@ -1138,6 +1138,29 @@ impl Store for SqliteStore {
         rows.iter().map(chunk_from_row).collect()
     }
 
+    async fn symbol_chunk_ids(&self, symbol_ids: &[i64]) -> Result<Vec<(i64, i64)>> {
+        if symbol_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT s.id AS symbol_id, (SELECT c.id FROM chunks c WHERE c.file_id = s.file_id \
+             AND c.start_line <= s.start_line AND c.end_line >= s.start_line ORDER BY c.ordinal LIMIT 1) AS chunk_id \
+             FROM symbols s WHERE s.id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(json_list(symbol_ids))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let chunk: Option<i64> = col(row, "chunk_id")?;
+            if let Some(chunk) = chunk {
+                out.push((col(row, "symbol_id")?, chunk));
+            }
+        }
+        Ok(out)
+    }
+
     async fn chunk_at(&self, project_id: i64, path: &str, line: i32) -> Result<Option<ChunkView>> {
         let row = sqlx::query(concat!(
             chunk_view_select!(),

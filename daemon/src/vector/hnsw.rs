@@ -556,6 +556,9 @@ impl HnswIndex {
     pub fn save(&self, dir: &Path) -> vector::Result<u64> {
         let mut generation = self.generation.lock().unwrap_or_else(|e| e.into_inner());
         fs::create_dir_all(dir).map_err(io_err(dir))?;
+        // Another process (a CLI run beside the daemon) may publish into the same folder: one
+        // writer at a time, or one's clean-up deletes the other's files mid-write.
+        let _lock = dir_lock(dir, true)?;
         let on_disk = read_manifest(dir).ok().flatten().map_or(0, |m| m.generation);
         let next = on_disk.max(*generation) + 1;
         let base = format!("g{next}-{:08x}", fastrand::u32(..));
@@ -624,6 +627,7 @@ impl HnswIndex {
         expected: Extent,
     ) -> vector::Result<Option<HnswIndex>> {
         params.validate()?;
+        let _lock = if dir.exists() { Some(dir_lock(dir, false)?) } else { None };
         let manifest = match read_manifest(dir)? {
             Some(m) => m,
             None => return Ok(None),
@@ -811,6 +815,16 @@ fn read_manifest(dir: &Path) -> vector::Result<Option<Manifest>> {
 
 /// Writes the manifest to a temporary file, fsyncs it, renames it over `manifest.json` and
 /// fsyncs the directory so the rename itself is durable.
+/// An advisory lock on the index folder (`.lock`), exclusive for publishing and shared for
+/// loading; released when the returned file is dropped.
+fn dir_lock(dir: &Path, exclusive: bool) -> vector::Result<File> {
+    let path = dir.join(".lock");
+    let file =
+        fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(io_err(&path))?;
+    if exclusive { file.lock() } else { file.lock_shared() }.map_err(io_err(&path))?;
+    Ok(file)
+}
+
 fn publish_manifest(dir: &Path, manifest: &Manifest) -> vector::Result<()> {
     let tmp = dir.join(format!("{MANIFEST}.tmp-{:08x}", fastrand::u32(..)));
     let bytes = serde_json::to_vec_pretty(manifest)

@@ -26,7 +26,13 @@ pub struct LocalVectors {
     index: RwLock<Option<Arc<HnswIndex>>>,
     /// Serialises syncs so two callers never catch up the same rows at once.
     sync_lock: tokio::sync::Mutex<()>,
+    /// When a search last checked the store for new vectors.
+    checked: std::sync::Mutex<Option<std::time::Instant>>,
 }
+
+/// How stale a search may find the index before it checks the store again. Runs in this
+/// process sync as they finish; this bounds the lag behind writers in other processes.
+const SEARCH_RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Why the local index could not be brought up to date.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,7 @@ impl LocalVectors {
             params: HnswParams::default(),
             index: RwLock::new(None),
             sync_lock: tokio::sync::Mutex::new(()),
+            checked: std::sync::Mutex::new(None),
         }
     }
 
@@ -61,6 +68,26 @@ impl LocalVectors {
 
     fn model_key(&self) -> String {
         format!("{}/{}/{}", self.model.provider, self.model.model, self.model.dimensions)
+    }
+
+    /// Makes the index fit for a search: loaded, and checked against the store at most once a
+    /// second. Concurrent searches never queue behind one another here: while one syncs, the
+    /// others search the index as it is.
+    pub async fn refresh(&self, store: &dyn Store) -> Result<(), LocalVectorError> {
+        let loaded = self.current().is_some();
+        if loaded {
+            let now = std::time::Instant::now();
+            let mut checked = self.checked.lock().unwrap_or_else(|e| e.into_inner());
+            if checked.is_some_and(|t| now.duration_since(t) < SEARCH_RECHECK) {
+                return Ok(());
+            }
+            *checked = Some(now);
+            drop(checked);
+            if self.sync_lock.try_lock().is_err() {
+                return Ok(());
+            }
+        }
+        self.sync(store).await
     }
 
     /// Brings the index up to date with the store, loading or rebuilding it as needed, and
