@@ -67,3 +67,40 @@ pub async fn drain_spool(state: &AppState) {
         }
     }
 }
+
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitsQuery {
+    limit: Option<i64>,
+}
+
+/// `GET /v1/projects/{project_id}/commits`: the commits git hooks recorded, newest first.
+pub async fn commits(
+    State(state): State<AppState>,
+    principal: Principal,
+    super::Path(project_id): super::Path<i64>,
+    super::Query(q): super::Query<CommitsQuery>,
+) -> ApiResult<Json<Value>> {
+    principal.check_project(&state.engine.store, project_id, Scope::Read).await?;
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let commits = state.engine.store.commits(project_id, limit).await?;
+    let list: Vec<Value> = commits
+        .iter()
+        .map(|c| {
+            json!({
+                "id": c.id,
+                "sha": c.sha,
+                "parents": c.parents,
+                "message": c.message,
+                "author_name": c.author_name,
+                "author_email": c.author_email,
+                "branch": c.branch,
+                "committed_at": c.committed_at,
+                "files_changed": c.files_changed,
+                "additions": c.additions,
+                "deletions": c.deletions,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "commits": list })))
+}

@@ -200,6 +200,13 @@ pub fn routes() -> Vec<Route> {
         ),
         route(
             Method::GET,
+            "/v1/projects/{project_id}/commits",
+            Some(Read),
+            "The commits git hooks recorded for a project, newest first (?limit=)",
+            get(hooks::commits),
+        ),
+        route(
+            Method::GET,
             "/v1/users",
             Some(Admin),
             "List users (cursor pagination)",

@@ -221,7 +221,8 @@ pub fn openapi_document() -> Value {
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "integer" } }))
             .collect();
         let mut responses = serde_json::Map::new();
-        responses.insert("200".into(), json!({ "description": "success" }));
+        let (code, description) = success(&r.method, r.path);
+        responses.insert(code.into(), json!({ "description": description }));
         if r.scope.is_some() {
             responses.insert("401".into(), json!({ "$ref": "#/components/responses/Error" }));
             responses.insert("403".into(), json!({ "$ref": "#/components/responses/Error" }));
@@ -268,6 +269,28 @@ pub fn openapi_document() -> Value {
             },
         },
     })
+}
+
+/// The status a route answers on success; the API tests check each against the route itself.
+fn success(method: &axum::http::Method, path: &str) -> (&'static str, &'static str) {
+    use axum::http::Method;
+    match (method, path) {
+        (&Method::DELETE, _) => ("204", "deleted"),
+        (&Method::POST, "/v1/projects/{project_id}/runs" | "/v1/hooks/git") => {
+            ("202", "accepted: a run is queued")
+        }
+        (
+            &Method::POST,
+            "/v1/projects"
+            | "/v1/users"
+            | "/v1/tokens"
+            | "/v1/agents"
+            | "/v1/projects/{project_id}/tasks"
+            | "/v1/tasks/{task_id}/executions"
+            | "/v1/projects/{project_id}/reviews",
+        ) => ("201", "created"),
+        _ => ("200", "success"),
+    }
 }
 
 fn operation_id(method: &str, path: &str) -> String {

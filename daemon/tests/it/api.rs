@@ -475,6 +475,7 @@ fn request_with(
         }
         ("GET", "/v1/reviews/{review_id}") => ("", None, S::OK),
         ("GET", "/v1/activity") => ("", None, S::OK),
+        ("GET", "/v1/projects/{project_id}/commits") => ("?limit=10", None, S::OK),
         ("POST", "/v1/hooks/git") => (
             "",
             Some(json!({
@@ -1257,7 +1258,15 @@ async fn openapi(backend: Backend) {
             let method = Method::from_bytes(method.to_ascii_uppercase().as_bytes()).unwrap();
             let route = routes.iter().find(|r| r.path == path && r.method == method);
             assert!(route.is_some(), "{method} {path} is documented but not in the route table");
-            let (uri, body, _) = request_for(&h, &method, path);
+            let (uri, body, ok) = request_for(&h, &method, path);
+            // The documented success status is the one the route answers.
+            let success: Vec<&String> = ops[method.as_str().to_ascii_lowercase().as_str()]["responses"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|code| code.starts_with('2'))
+                .collect();
+            assert_eq!(success, [&ok.as_u16().to_string()], "{method} {path}");
             let res = h.call(method.clone(), &uri, None, body.as_ref()).await;
             assert_ne!(res.text, FALLBACK, "{method} {path} is documented but not served");
             assert_ne!(res.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}");

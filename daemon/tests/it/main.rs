@@ -7,6 +7,8 @@ mod support;
 
 /// The HTTP API in-process: routes, the authorization matrix, path traversal, OpenAPI.
 mod api;
+/// Body size, query and top_k caps, load shedding, timeouts, CORS and request ids.
+mod api_limits;
 /// Backup and restore across the backends: round trips, damaged files, force.
 mod backup;
 /// Embedding providers and the cache, against misbehaving local HTTP servers.

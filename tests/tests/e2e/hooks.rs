@@ -92,6 +92,15 @@ fn the_index_follows_commits_checkouts_merges_and_amends_through_hooks() {
         (Some("git_hook"), json!(["src/hooked/rates.ts"]))
     );
 
+    let (status, commits) = daemon.get(&format!("/v1/projects/{project}/commits"));
+    assert_eq!(status, 200, "{commits}");
+    let first = &commits["commits"][0];
+    assert_eq!(
+        (first["message"].as_str(), first["author_name"].as_str()),
+        (Some("add rates"), Some("Ada Lovelace"))
+    );
+    assert_eq!((first["files_changed"].as_i64(), first["additions"].as_i64()), (Some(1), Some(3)), "{first}");
+
     // A branch with a new file, then back to main: the file leaves the index.
     repo.git(&["checkout", "-q", "-b", "feature"]);
     write_file(&root, "src/hooked/fees.ts", "export function serviceFee(): number {\n  return 3;\n}\n");
