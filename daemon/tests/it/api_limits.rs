@@ -2,8 +2,6 @@
 //! and `top_k` caps, load shedding (503 with `Retry-After`), per-request timeouts, CORS off
 //! unless an allow-list is configured, and request ids.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use serde_json::{Value, json};
