@@ -18,6 +18,9 @@ use crate::watch;
 /// How long in-flight requests and runs get to finish once shutdown starts.
 const DRAIN: Duration = Duration::from_secs(20);
 
+/// The least time between two saves of the local HNSW files.
+const VECTOR_SAVE_INTERVAL: Duration = Duration::from_secs(30);
+
 pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if config.server.auth == AuthMode::None && !config.listen.ip().is_loopback() {
         bail!("refusing to listen on {} without authentication", config.listen);
@@ -33,6 +36,9 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
 
     // Bring the local vector index up to date with the store before answering searches.
     let local_vectors = !engine.store.serves_dense_search().await.unwrap_or(false);
+    // Every run syncs the local HNSW; rewriting its files after each one would make a one-file
+    // commit cost a save of the whole graph.
+    engine.vectors.defer_saves(VECTOR_SAVE_INTERVAL);
     if local_vectors && let Err(e) = engine.vectors.sync(engine.store.as_ref()).await {
         tracing::warn!(error = %e, "could not bring the local vector index up to date; it is rebuilt on next use");
     }
@@ -49,6 +55,9 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         tracker.spawn(async move {
             loop {
                 api::drain_spool(&state).await;
+                if let Err(e) = state.engine.vectors.flush(true).await {
+                    tracing::warn!(error = %e, "could not save the local vector index");
+                }
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(Duration::from_secs(5)) => {}
@@ -57,6 +66,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         });
     }
     let data_dir = state.engine.config.data_dir.clone();
+    let vectors = state.engine.vectors.clone();
     let app = api::app(state);
 
     let marker = DaemonFile::write(&data_dir, local)?;
@@ -76,6 +86,9 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     tracker.close();
     if tokio::time::timeout(DRAIN, tracker.wait()).await.is_err() {
         tracing::warn!("index runs did not stop in time; their leases lapse and another start resumes them");
+    }
+    if let Err(e) = vectors.flush(false).await {
+        tracing::warn!(error = %e, "could not save the local vector index; the next start catches up");
     }
     match tokio::time::timeout(DRAIN, served).await {
         Ok(Ok(Ok(()))) => {}

@@ -709,6 +709,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<(i64, String, Vec<f32>)>>;
     /// Number of embeddings of a model and the highest id, to tell whether a vector index is stale.
     async fn embeddings_extent(&self, model_id: i64) -> Result<(i64, i64)>;
+    /// How many of a model's embeddings have an id at most `max_id`: whether a saved vector
+    /// index that stops there is still a true prefix of the store.
+    async fn embeddings_count_upto(&self, model_id: i64, max_id: i64) -> Result<i64>;
     /// Which of `hashes` already have an embedding for `model_id` (a dry run prices the rest).
     async fn existing_embeddings(&self, model_id: i64, hashes: &[String]) -> Result<Vec<String>>;
 

@@ -942,6 +942,15 @@ impl Store for SqliteStore {
             .collect()
     }
 
+    async fn embeddings_count_upto(&self, model_id: i64, max_id: i64) -> Result<i64> {
+        sqlx::query_scalar("SELECT count(*) FROM embeddings WHERE model_id = ?1 AND id <= ?2")
+            .bind(model_id)
+            .bind(max_id)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)
+    }
+
     async fn embeddings_extent(&self, model_id: i64) -> Result<(i64, i64)> {
         let row = sqlx::query(
             "SELECT count(*) AS n, coalesce(max(id), 0) AS max_id FROM embeddings WHERE model_id = ?",

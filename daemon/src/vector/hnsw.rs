@@ -615,6 +615,16 @@ impl HnswIndex {
         Ok(next)
     }
 
+    /// The extent of the index published in `dir`, if any, read from its manifest alone (the
+    /// files are checked when it is loaded).
+    pub fn published_extent(dir: &Path) -> Option<Extent> {
+        if !dir.exists() {
+            return None;
+        }
+        let _lock = dir_lock(dir, false).ok()?;
+        read_manifest(dir).ok().flatten().map(|m| m.extent())
+    }
+
     /// Loads the index published in `dir`, or `None` when there is nothing usable: no manifest,
     /// a corrupt or truncated file, a checksum mismatch, another model, dims or build parameters
     /// (`m`, `ef_construction`), or an extent other than `expected` (stale). `None` means

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 
 pub use self::exact::ExactIndex;
 pub use self::hnsw::{Extent, HnswIndex, HnswParams, SearchPath};
-pub use self::local::{LocalVectorError, LocalVectors};
+pub use self::local::{LocalVectorError, LocalVectors, SyncOutcome};
 
 /// A nearest-neighbour hit: embedding id and cosine similarity (higher is better).
 #[derive(Debug, Clone, Copy, PartialEq)]

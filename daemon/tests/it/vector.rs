@@ -551,3 +551,61 @@ fn searches_run_while_another_thread_inserts() {
     });
     assert_eq!(hnsw.len(), 2_400);
 }
+
+/// The local index of the embedded store, as the daemon keeps it: a saved index that is a true
+/// prefix of the store is loaded and caught up rather than rebuilt, and deferred saves reach the
+/// disk when flushed.
+#[tokio::test]
+async fn a_saved_prefix_is_caught_up_and_deferred_saves_are_flushed() {
+    use semdex::store::{SqliteStore, Store};
+    use semdex::vector::{LocalVectors, SyncOutcome};
+
+    let (_db_dir, db_path) = crate::support::temp_sqlite();
+    let store = SqliteStore::open(&db_path).await.unwrap();
+    store.migrate_up().await.unwrap();
+    let model = store.register_model("builtin", "test", 16).await.unwrap();
+    let mut rng = fastrand::Rng::with_seed(7);
+    let mut put = async |from: usize, to: usize| {
+        let rows: Vec<(String, Vec<f32>)> = (from..to)
+            .map(|i| (format!("{i:064x}"), (0..16).map(|_| gaussian(&mut rng)).collect()))
+            .collect();
+        store.put_embeddings(model.id, &rows).await.unwrap();
+    };
+    let vectors_dir = tempfile::tempdir().unwrap();
+
+    put(0, 100).await;
+    let first = LocalVectors::new(vectors_dir.path().to_path_buf(), model.clone());
+    assert_eq!(first.sync(&store).await.unwrap(), SyncOutcome::Rebuilt { added: 100 });
+    let dir = vectors_dir.path().join(format!("model-{}", model.id));
+    assert_eq!(HnswIndex::published_extent(&dir).map(|e| e.count), Some(100));
+
+    // A new process finds the saved 100 and the store's 150: it loads and adds 50.
+    put(100, 150).await;
+    let second = LocalVectors::new(vectors_dir.path().to_path_buf(), model.clone());
+    assert_eq!(second.sync(&store).await.unwrap(), SyncOutcome::CaughtUp { from_disk: true, added: 50 });
+    assert_eq!(second.len(), 150);
+    assert_eq!(HnswIndex::published_extent(&dir).map(|e| e.count), Some(150));
+
+    // With saves deferred, a sync updates memory only, until a flush.
+    second.defer_saves(std::time::Duration::from_secs(3600));
+    put(150, 170).await;
+    assert_eq!(second.sync(&store).await.unwrap(), SyncOutcome::CaughtUp { from_disk: false, added: 20 });
+    assert_eq!(second.len(), 170);
+    assert_eq!(HnswIndex::published_extent(&dir).map(|e| e.count), Some(150));
+    assert!(!second.flush(true).await.unwrap(), "not due yet");
+    assert!(second.flush(false).await.unwrap());
+    assert!(!second.flush(false).await.unwrap(), "nothing left to save");
+    assert_eq!(HnswIndex::published_extent(&dir).map(|e| e.count), Some(170));
+    let third = LocalVectors::new(vectors_dir.path().to_path_buf(), model.clone());
+    assert_eq!(third.sync(&store).await.unwrap(), SyncOutcome::Loaded);
+
+    // A saved index that is not a prefix of the store any more (a row it holds is gone) is
+    // rebuilt, never trusted.
+    sqlx::query("DELETE FROM embeddings WHERE id = (SELECT min(id) FROM embeddings)")
+        .execute(&sqlx::SqlitePool::connect(&format!("sqlite://{}", db_path.display())).await.unwrap())
+        .await
+        .unwrap();
+    put(170, 180).await;
+    let fourth = LocalVectors::new(vectors_dir.path().to_path_buf(), model);
+    assert_eq!(fourth.sync(&store).await.unwrap(), SyncOutcome::Rebuilt { added: 179 });
+}
