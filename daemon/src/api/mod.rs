@@ -33,7 +33,7 @@ use tokio::sync::Semaphore;
 pub use self::auth::{Principal, Scope, hash_token, new_token_secret};
 pub use self::error::{ApiError, ApiResult};
 pub use self::hooks::drain_spool;
-pub use self::ops::Metrics;
+pub use self::ops::{Metrics, QueryParameter, query_parameters};
 pub use self::search::response_json as search_response_json;
 
 use crate::engine::Engine;

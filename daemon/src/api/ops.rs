@@ -214,12 +214,21 @@ pub async fn openapi() -> Json<Value> {
 pub fn openapi_document() -> Value {
     let mut paths: BTreeMap<&str, serde_json::Map<String, Value>> = BTreeMap::new();
     for r in routes() {
-        let params: Vec<Value> = r
+        let mut params: Vec<Value> = r
             .path
             .split('/')
             .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
             .map(|name| json!({ "name": name, "in": "path", "required": true, "schema": { "type": "integer" } }))
             .collect();
+        for q in query_parameters(&r.method, r.path) {
+            params.push(json!({
+                "name": q.name,
+                "in": "query",
+                "required": q.required,
+                "schema": { "type": q.kind },
+                "example": q.example,
+            }));
+        }
         let mut responses = serde_json::Map::new();
         let (code, description) = success(&r.method, r.path);
         responses.insert(code.into(), json!({ "description": description }));
@@ -269,6 +278,62 @@ pub fn openapi_document() -> Value {
             },
         },
     })
+}
+
+/// A documented query parameter.
+#[derive(Debug, Clone, Copy)]
+pub struct QueryParameter {
+    pub name: &'static str,
+    /// `integer` or `string`.
+    pub kind: &'static str,
+    pub required: bool,
+    /// A value the route accepts; the API tests send it.
+    pub example: &'static str,
+}
+
+/// The query parameters each route reads (its query struct rejects any other).
+pub fn query_parameters(method: &axum::http::Method, path: &str) -> Vec<QueryParameter> {
+    let p = |name, kind, required, example| QueryParameter { name, kind, required, example };
+    let after_id = || vec![p("after", "integer", false, "1"), p("limit", "integer", false, "10")];
+    if method != axum::http::Method::GET {
+        return Vec::new();
+    }
+    match path {
+        "/v1/projects/{project_id}/runs" | "/v1/tokens" => {
+            vec![p("before", "integer", false, "1000"), p("limit", "integer", false, "10")]
+        }
+        "/v1/projects/{project_id}/files" => {
+            vec![p("after", "string", false, "src"), p("limit", "integer", false, "10")]
+        }
+        "/v1/projects/{project_id}/file" => vec![p("path", "string", true, "src/a.ts")],
+        "/v1/projects/{project_id}/symbols" => vec![
+            p("q", "string", true, "alpha"),
+            p("kind", "string", false, "function"),
+            p("limit", "integer", false, "10"),
+        ],
+        "/v1/projects/{project_id}/graph" => vec![
+            p("path", "string", true, "src/a.ts"),
+            p("direction", "string", false, "importers"),
+            p("depth", "integer", false, "2"),
+        ],
+        "/v1/projects/{project_id}/commits" => vec![p("limit", "integer", false, "10")],
+        "/v1/projects/{project_id}/tasks" => {
+            let mut v = vec![p("status", "string", false, "pending"), p("parent_id", "integer", false, "1")];
+            v.extend(after_id());
+            v
+        }
+        "/v1/users"
+        | "/v1/agents"
+        | "/v1/agents/{agent_id}/executions"
+        | "/v1/tasks/{task_id}/executions"
+        | "/v1/projects/{project_id}/reviews" => after_id(),
+        "/v1/activity" => vec![
+            p("project_id", "integer", false, "1"),
+            p("before", "integer", false, "1000"),
+            p("limit", "integer", false, "10"),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// The status a route answers on success; the API tests check each against the route itself.
