@@ -10,7 +10,8 @@
 //!   (goal 100%).
 //!
 //! Corpus: the fetched TypeScript sources (`benches/fetch-corpus.sh`) copied ten times with a
-//! distinct comment per copy, over 5,000 files. Embedded mode, builtin embedder.
+//! distinct comment per copy, over 5,000 files. Embedded mode, builtin embedder at 3072
+//! dimensions (`SEMDEX_BENCH_DIMS` to change).
 //! Run: `cargo bench -p semdex-benches --bench lifecycle` (builds the release binary first).
 
 use std::path::{Path, PathBuf};
@@ -62,7 +63,14 @@ fn main() {
 
     assert!(bin.exists(), "{} was not built", bin.display());
     let allowed = root.parent().unwrap().to_str().unwrap().to_string();
-    let daemon = semdex.serve(&[("SEMDEX_ALLOWED_ROOTS", allowed.as_str()), ("SEMDEX_LOG", "warn")]);
+    // The default dimensions unless SEMDEX_BENCH_DIMS says otherwise.
+    let dims = std::env::var("SEMDEX_BENCH_DIMS").unwrap_or_else(|_| "3072".into());
+    println!("embedding dimensions: {dims}");
+    let daemon = semdex.serve(&[
+        ("SEMDEX_ALLOWED_ROOTS", allowed.as_str()),
+        ("SEMDEX_LOG", "warn"),
+        ("SEMDEX_EMBEDDING_DIMS", dims.as_str()),
+    ]);
     let git = Git { listen: daemon.base.trim_start_matches("http://").to_string(), ..git };
 
     // Cold index.
