@@ -16,6 +16,7 @@ mod hooks;
 mod ops;
 mod projects;
 mod runs;
+mod schema;
 mod search;
 mod work;
 
@@ -34,6 +35,7 @@ pub use self::auth::{Principal, Scope, hash_token, new_token_secret};
 pub use self::error::{ApiError, ApiResult};
 pub use self::hooks::drain_spool;
 pub use self::ops::{Metrics, QueryParameter, query_parameters};
+pub use self::schema::request_body;
 pub use self::search::response_json as search_response_json;
 
 use crate::engine::Engine;

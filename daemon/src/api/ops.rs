@@ -245,6 +245,13 @@ pub fn openapi_document() -> Value {
             "parameters": params,
             "responses": responses,
         });
+        if let Some(schema) = super::schema::request_body(&r.method, r.path) {
+            op["requestBody"] = json!({
+                "required": !matches!(r.method, axum::http::Method::PATCH)
+                    && r.path != "/v1/projects/{project_id}/runs",
+                "content": { "application/json": { "schema": schema } },
+            });
+        }
         match r.scope {
             Some(scope) => {
                 op["security"] = json!([{ "bearer": [] }]);
