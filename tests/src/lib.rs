@@ -210,7 +210,8 @@ impl Daemon {
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(mut self) -> std::process::ExitStatus {
         let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
+        // The shell's own `kill`: no dependency on a separate kill binary being installed.
+        let _ = Command::new("sh").args(["-c", &format!("kill -TERM {pid}")]).status();
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for semdex") {
