@@ -220,8 +220,15 @@ fn takeover(semdex: &Semdex) {
     let first = semdex.serve(&[("SEMDEX_ALLOWED_ROOTS", &roots)]);
     let (project, run) = register(&first, "takeover", &root);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while first.get(&format!("/v1/runs/{run}")).1["status"] != "running" {
-        assert!(std::time::Instant::now() < deadline, "the run never started");
+    // Killed once it is writing: it has walked and analyzed, and holds its lease.
+    let writing = || {
+        let (_, events) = first.get(&format!("/v1/runs/{run}/events"));
+        events["events"]
+            .as_array()
+            .is_some_and(|e| e.iter().any(|e| e["phase"] == "write" && e["event"] == "start"))
+    };
+    while !writing() {
+        assert!(std::time::Instant::now() < deadline, "the run never started writing");
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     // SIGKILL: no release, no cleanup; the lease stays until it lapses.
