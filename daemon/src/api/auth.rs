@@ -190,6 +190,12 @@ async fn token_principal(store: &SharedStore, secret: &str) -> Result<Option<Pri
         return Ok(None);
     }
     let Some(scope) = token.scopes.iter().filter_map(|s| Scope::parse(s)).max() else { return Ok(None) };
+    // Last use is kept to the minute: a write per request would contend with indexing.
+    if token.last_used_at.is_none_or(|at| chrono::Utc::now() - at > chrono::Duration::seconds(60))
+        && let Err(e) = store.touch_token(token.id).await
+    {
+        tracing::warn!(token = token.id, error = %e, "could not record a token's use");
+    }
     // A deactivated account keeps its tokens (reactivation restores them) but cannot use them.
     if let Some(user) = token.user_id
         && !store.user(user).await?.is_some_and(|u| u.is_active)

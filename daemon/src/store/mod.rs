@@ -661,6 +661,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn token_by_hash(&self, token_hash: &str) -> Result<Option<ApiToken>>;
     /// Marks a token revoked; `false` when there was no such token or it was already revoked.
     async fn revoke_token(&self, id: i64) -> Result<bool>;
+    /// Records that a token was just used (`last_used_at`).
+    async fn touch_token(&self, id: i64) -> Result<()>;
     /// Activity entries, newest first, of one project or of all (`None`), with ids below
     /// `before_id` when given (cursor pagination).
     async fn activity(

@@ -781,6 +781,15 @@ impl Store for PgStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn touch_token(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE api_tokens SET last_used_at = clock_timestamp() WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn activity(
         &self,
         project_id: Option<i64>,

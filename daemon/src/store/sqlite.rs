@@ -571,6 +571,15 @@ impl Store for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
+    async fn touch_token(&self, id: i64) -> Result<()> {
+        sqlx::query(concat!("UPDATE api_tokens SET last_used_at = ", now!(), " WHERE id = ?"))
+            .bind(id)
+            .execute(&self.writer)
+            .await
+            .map_err(db_err)?;
+        Ok(())
+    }
+
     async fn activity(
         &self,
         project_id: Option<i64>,

@@ -698,9 +698,14 @@ async fn users_tokens_and_members(backend: Backend) {
     );
 
     // A deactivated user's tokens stop working, and work again on reactivation.
-    let (_, victor) = token(h.store(), Some(h.ids.user_v), "read").await;
+    let (victor_id, victor) = token(h.store(), Some(h.ids.user_v), "read").await;
+    let last_used = async |id: i64| {
+        h.store().list_tokens().await.unwrap().into_iter().find(|t| t.id == id).unwrap().last_used_at
+    };
+    assert_eq!(last_used(victor_id).await, None, "a token never used");
     let uri = format!("/v1/projects/{a}");
     assert_eq!(h.call(Method::GET, &uri, Some(&victor), None).await.status, StatusCode::OK);
+    assert!(last_used(victor_id).await.is_some(), "its use is recorded");
     let res =
         h.send(Method::PATCH, &format!("/v1/users/{}", h.ids.user_v), json!({ "is_active": false })).await;
     assert_eq!(res.body["is_active"], json!(false), "{}", res.text);
