@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use semdex_tests::{Daemon, Semdex, copy_dir};
+use semdex_tests::{Daemon, Semdex, copy_dir, count_files};
 use serde_json::json;
 
 const COPIES: usize = 10;
@@ -257,14 +257,4 @@ fn all_ts(dir: &Path) -> Vec<PathBuf> {
 
 fn first_ts(dir: &Path) -> PathBuf {
     all_ts(dir).into_iter().next().expect("a TypeScript file")
-}
-
-fn count_files(dir: &Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            if p.is_dir() { count_files(&p) } else { 1 }
-        })
-        .sum()
 }

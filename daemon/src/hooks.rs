@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::{self, CommitRecord, IndexRun, Store};
+use crate::store::{self, CommitRecord, IndexRun, Project, Store};
 
 /// The hooks semdex installs.
 pub const HOOKS: [&str; 4] = ["post-commit", "post-merge", "post-checkout", "post-rewrite"];
@@ -811,12 +811,27 @@ pub fn remove_spooled(path: &Path) -> Result<()> {
 /// Failing to read the commits (the repository moved, a commit is gone) is logged and does not
 /// stop the run: the index following the tree matters more than the history.
 pub async fn accept(store: &dyn Store, n: &GitNotification) -> Result<Option<IndexRun>> {
-    for sha in n.old.iter().chain([&n.new]) {
-        if !is_sha(sha) {
-            return Err(Error::Invalid(format!("{sha:?} is not a commit sha")));
-        }
-    }
+    check_shas(n)?;
     let Some(project) = store.project_by_root(&n.repo).await? else { return Ok(None) };
+    accept_for(store, &project, n).await
+}
+
+/// The shas come over HTTP: they must be shas before any git command sees them.
+fn check_shas(n: &GitNotification) -> Result<()> {
+    match n.old.iter().chain([&n.new]).find(|sha| !is_sha(sha)) {
+        Some(sha) => Err(Error::Invalid(format!("{sha:?} is not a commit sha"))),
+        None => Ok(()),
+    }
+}
+
+/// [`accept`] for the project already found for `n.repo` (the API looks it up first to check
+/// the caller's access).
+pub async fn accept_for(
+    store: &dyn Store,
+    project: &Project,
+    n: &GitNotification,
+) -> Result<Option<IndexRun>> {
+    check_shas(n)?;
     let root = PathBuf::from(&n.repo);
     let (old, new, branch) = (n.old.clone(), n.new.clone(), n.branch.clone());
     let commits =

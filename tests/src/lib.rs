@@ -272,3 +272,24 @@ fn mark_sources(dir: &Path, copy: usize) {
         }
     }
 }
+
+/// Polls `check` every 50 ms until it holds, failing after 30 s with `what` the index did not
+/// follow (the daemon follows hooks and the watcher asynchronously).
+pub fn eventually(what: &str, mut check: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !check() {
+        assert!(std::time::Instant::now() < deadline, "the index did not follow: {what}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// The number of files under `dir`, recursively.
+pub fn count_files(dir: &Path) -> usize {
+    std::fs::read_dir(dir)
+        .expect("read folder")
+        .map(|e| {
+            let p = e.expect("folder entry").path();
+            if p.is_dir() { count_files(&p) } else { 1 }
+        })
+        .sum()
+}

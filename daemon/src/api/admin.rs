@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{
-    ApiError, ApiResult, AppState, Json, Path, Principal, Query, Scope, hash_token, new_token_secret,
+    AfterQuery, ApiError, ApiResult, AppState, BeforeQuery, Json, Path, Principal, Query, Scope, hash_token,
+    new_token_secret,
 };
 use crate::store::{ApiToken, Member, NewToken, NewUser, User};
 
@@ -53,13 +54,6 @@ fn member_json(m: &Member) -> Value {
 
 async fn require_global_admin(state: &AppState, principal: &Principal) -> ApiResult<()> {
     principal.check_global_admin(&state.engine.store).await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AfterQuery {
-    after: Option<i64>,
-    limit: Option<i64>,
 }
 
 // Users -------------------------------------------------------------------------------------
@@ -210,13 +204,6 @@ pub struct CreateToken {
     user_id: Option<i64>,
     /// RFC 3339; must be in the future.
     expires_at: Option<chrono::DateTime<chrono::Utc>>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BeforeQuery {
-    before: Option<i64>,
-    limit: Option<i64>,
 }
 
 pub async fn list_tokens(

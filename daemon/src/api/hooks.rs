@@ -26,7 +26,7 @@ pub async fn git(
         ApiError::NotFound(_) => ApiError::NotFound("project for this repository".into()),
         other => other,
     })?;
-    let run = hooks::accept(store.as_ref(), &n).await.map_err(|e| match e {
+    let run = hooks::accept_for(store.as_ref(), &project, &n).await.map_err(|e| match e {
         hooks::Error::Invalid(m) => ApiError::BadRequest(m),
         hooks::Error::Store(e) => e.into(),
         other => ApiError::internal(other),

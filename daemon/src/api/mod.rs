@@ -436,6 +436,22 @@ async fn guard(
     }
 }
 
+/// Cursor pagination by id, ascending: `?after=&limit=`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AfterQuery {
+    pub after: Option<i64>,
+    pub limit: Option<i64>,
+}
+
+/// Cursor pagination by id, newest first: `?before=&limit=`.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BeforeQuery {
+    pub before: Option<i64>,
+    pub limit: Option<i64>,
+}
+
 /// `Json` whose rejections are [`ApiError`]s.
 #[derive(FromRequest)]
 #[from_request(via(axum::Json), rejection(ApiError))]

@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Principal, Query, Scope};
+use super::{ApiError, ApiResult, AppState, BeforeQuery, Json, Path, Principal, Query, Scope};
 use crate::store::{IndexRun, RunEvent, RunStatus};
 
 pub fn run_json(r: &IndexRun) -> Value {
@@ -55,18 +55,11 @@ struct CreateRun {
     paths: Option<Vec<String>>,
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ListQuery {
-    before: Option<i64>,
-    limit: Option<i64>,
-}
-
 pub async fn list(
     State(state): State<AppState>,
     principal: Principal,
     Path(project_id): Path<i64>,
-    Query(q): Query<ListQuery>,
+    Query(q): Query<BeforeQuery>,
 ) -> ApiResult<Json<Value>> {
     principal.check_project(&state.engine.store, project_id, Scope::Read).await?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{ApiError, ApiResult, AppState, Json, Path, Principal, Query, Scope};
+use super::{AfterQuery, ApiError, ApiResult, AppState, Json, Path, Principal, Query, Scope};
 use crate::store::{
     ActivityEntry, Agent, Execution, NewAgent, NewExecution, NewReview, NewTask, Review, Task, TaskFilter,
     TaskUpdate,
@@ -151,13 +151,6 @@ fn page_limit(limit: Option<i64>) -> i64 {
 
 fn next_after<T>(items: &[T], limit: i64, id: impl Fn(&T) -> i64) -> Option<i64> {
     (items.len() as i64 == limit).then(|| items.last().map(id)).flatten()
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AfterQuery {
-    after: Option<i64>,
-    limit: Option<i64>,
 }
 
 // Tasks -------------------------------------------------------------------------------------

@@ -5,9 +5,8 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use semdex_tests::{Daemon, Semdex, copy_dir, fixture, write_file};
+use semdex_tests::{Daemon, Semdex, copy_dir, eventually, fixture, write_file};
 use serde_json::json;
 
 struct Repo<'a> {
@@ -35,14 +34,6 @@ impl Repo<'_> {
             .output()
             .expect("running git");
         assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-}
-
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "the index did not follow: {what}");
-        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

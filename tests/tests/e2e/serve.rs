@@ -2,7 +2,7 @@
 //! runner index it, search, change a file, queue a run for the changed path, and see search
 //! follow; cancel a run; shut down cleanly on SIGTERM; two daemons sharing one PostgreSQL queue.
 
-use semdex_tests::{Daemon, Semdex, copy_dir, corpus, fixture, write_file};
+use semdex_tests::{Daemon, Semdex, copy_dir, corpus, count_files, fixture, write_file};
 use serde_json::json;
 
 fn repo() -> tempfile::TempDir {
@@ -147,7 +147,7 @@ fn a_cancelled_run_ends_cancelled_and_the_next_run_completes() {
     let done = daemon.wait_run(queued["run_id"].as_i64().unwrap());
     assert_eq!(done["status"], "succeeded", "{done}");
     let (_, p) = daemon.get(&format!("/v1/projects/{project}"));
-    let files_on_disk = walk_count(&root);
+    let files_on_disk = count_files(&root);
     assert!(p["stats"]["files"].as_i64().unwrap() >= files_on_disk as i64 - 120, "{p}");
     // A further run finds nothing to do: the cancelled one left nothing half-written.
     let (_, queued) = daemon.post(&format!("/v1/projects/{project}/runs"), &json!({}));
@@ -157,16 +157,6 @@ fn a_cancelled_run_ends_cancelled_and_the_next_run_completes() {
         (Some(0), Some(0)),
         "{again}"
     );
-}
-
-fn walk_count(dir: &std::path::Path) -> usize {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            if p.is_dir() { walk_count(&p) } else { 1 }
-        })
-        .sum()
 }
 
 /// Two daemons on one PostgreSQL share the queue: every run is executed exactly once.

@@ -2,19 +2,8 @@
 //! and a plain move), delete and a directory removal are each followed by the index, with no
 //! hook and no explicit run.
 
-use std::time::{Duration, Instant};
-
-use semdex_tests::{Daemon, Semdex, copy_dir, fixture, write_file};
+use semdex_tests::{Daemon, Semdex, copy_dir, eventually, fixture, write_file};
 use serde_json::json;
-
-/// Polls `check` until it holds; the watcher's debounce makes the index follow shortly after.
-fn eventually(what: &str, mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !check() {
-        assert!(Instant::now() < deadline, "the index did not follow: {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 fn file_status(daemon: &Daemon, project: i64, path: &str) -> u16 {
     daemon.get(&format!("/v1/projects/{project}/file?path={path}")).0
