@@ -7,8 +7,7 @@
 //! copied three times. Embedded mode, builtin embedder, hybrid searches.
 //! Run: `cargo bench -p semdex-benches --bench api_load`.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -18,20 +17,7 @@ use serde_json::json;
 
 const CLIENTS: usize = 32;
 const IDLE: Duration = Duration::from_secs(15);
-const QUERIES: [&str; 12] = [
-    "hash a password",
-    "subscribe to an observable",
-    "parse a string schema",
-    "retry a failed query",
-    "merge map operator",
-    "validate an email address",
-    "cache invalidation of queries",
-    "debounce time",
-    "send a notification",
-    "error formatting of issues",
-    "UserService.createUser",
-    "mutation observer",
-];
+use semdex_benches::SEARCH_QUERIES as QUERIES;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -39,16 +25,8 @@ fn main() {
         return;
     }
     let repo_root = semdex_tests::workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "semdex", "--bin", "semdex"])
-        .current_dir(&repo_root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
-    let corpus_out =
-        Command::new("bash").arg(repo_root.join("benches/fetch-corpus.sh")).output().expect("fetch corpus");
-    assert!(corpus_out.status.success(), "{}", String::from_utf8_lossy(&corpus_out.stderr));
-    let source = PathBuf::from(String::from_utf8(corpus_out.stdout).unwrap().trim());
+    semdex_benches::build_release_binary(&repo_root);
+    let source = semdex_benches::fetch_corpus(&repo_root);
 
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();

@@ -30,20 +30,12 @@ fn main() {
         return;
     }
     let repo_root = semdex_tests::workspace_root();
-    let status = Command::new(env!("CARGO"))
-        .args(["build", "--release", "-p", "semdex", "--bin", "semdex"])
-        .current_dir(&repo_root)
-        .status()
-        .expect("cargo build");
-    assert!(status.success());
+    semdex_benches::build_release_binary(&repo_root);
     let target =
         std::env::var("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|_| repo_root.join("target"));
     // The end-to-end helpers find `target/release/semdex` beside this bench's own binary.
     let bin = target.join("release/semdex");
-    let corpus_out =
-        Command::new("bash").arg(repo_root.join("benches/fetch-corpus.sh")).output().expect("fetch corpus");
-    assert!(corpus_out.status.success(), "{}", String::from_utf8_lossy(&corpus_out.stderr));
-    let source = PathBuf::from(String::from_utf8(corpus_out.stdout).unwrap().trim());
+    let source = semdex_benches::fetch_corpus(&repo_root);
 
     let dir = tempfile::tempdir().unwrap();
     let root = std::fs::canonicalize(dir.path()).unwrap();

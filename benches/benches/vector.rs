@@ -7,6 +7,7 @@
 //! - `SEMDEX_BENCH_N` vectors (100000), `SEMDEX_BENCH_DIMS` (3072), `SEMDEX_BENCH_CLUSTERS`
 //!   (1000), `SEMDEX_BENCH_QUERIES` (200), `SEMDEX_BENCH_SEED` (42),
 //!   `SEMDEX_BENCH_QUERY_NOISE` (0.25: the norm of the noise added to a data point to make a query);
+//! - `SEMDEX_BENCH_EFS`: the `ef_search` values to measure, comma-separated (16,24,40,100,200);
 //! - `SEMDEX_BENCH_REPEAT` passes over the queries per timed run of the graph indexes (3);
 //!   brute force always runs one pass;
 //! - `SEMDEX_BENCH_PG=0` skips pgvector. Otherwise `SEMDEX_TEST_DATABASE_URL` names the server;
@@ -37,7 +38,11 @@ use semdex::vector::{ExactIndex, HnswIndex, HnswParams};
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
 const K: usize = 10;
-const EFS: [usize; 3] = [40, 100, 200];
+/// `ef_search` values for both graph indexes unless `SEMDEX_BENCH_EFS` lists others: the issue's
+/// 40, 100 and 200, and lower ones so that "equal recall" can be matched from below as well.
+const EFS: [usize; 5] = [16, 24, 40, 100, 200];
+/// The recall goal of issue 5.
+const RECALL_GOAL: f64 = 0.95;
 const THREADS: [usize; 2] = [1, 2];
 /// Intra-cluster noise norm (see the module doc).
 const POINT_NOISE: f64 = 0.75;
@@ -50,6 +55,7 @@ struct Config {
     seed: u64,
     repeat: usize,
     query_noise: f64,
+    efs: Vec<usize>,
     pg: bool,
 }
 
@@ -67,6 +73,11 @@ impl Config {
             seed: env_or("SEMDEX_BENCH_SEED", 42),
             repeat: env_or("SEMDEX_BENCH_REPEAT", 3usize).max(1),
             query_noise: env_or("SEMDEX_BENCH_QUERY_NOISE", 0.25),
+            efs: std::env::var("SEMDEX_BENCH_EFS")
+                .ok()
+                .map(|v| v.split(',').filter_map(|e| e.trim().parse().ok()).collect::<Vec<usize>>())
+                .filter(|v| !v.is_empty())
+                .unwrap_or_else(|| EFS.to_vec()),
             pg: std::env::var("SEMDEX_BENCH_PG").map_or(true, |v| v != "0"),
         }
     }
@@ -282,6 +293,49 @@ fn print_row(row: &Row) {
     }
 }
 
+/// The issue's two speed goals, read off the table per thread count: the fastest local HNSW
+/// setting reaching the recall goal against brute force, and for each pgvector setting the
+/// fastest local setting with at least its recall.
+fn print_goals(table: &[Row]) {
+    let qps = |row: &Row, threads: usize| row.timings.iter().find(|(t, _)| *t == threads).map(|(_, t)| t.qps);
+    let local: Vec<&Row> = table.iter().filter(|r| r.method.starts_with("local")).collect();
+    let fastest_local = |min_recall: f64, threads: usize| {
+        local
+            .iter()
+            .filter(|r| r.recall >= min_recall)
+            .filter_map(|r| qps(r, threads).map(|q| (q, r.method.as_str(), r.recall)))
+            .max_by(|a, b| a.0.total_cmp(&b.0))
+    };
+    println!("## goals");
+    println!();
+    println!("| comparison | threads | local HNSW | other | ratio |");
+    println!("|---|---|---|---|---|");
+    for threads in THREADS {
+        let brute = table.iter().find(|r| r.method.starts_with("brute")).and_then(|r| qps(r, threads));
+        if let (Some(brute), Some((q, method, recall))) = (brute, fastest_local(RECALL_GOAL, threads)) {
+            println!(
+                "| local at recall >= {RECALL_GOAL} vs brute force f32 | {threads} | {method} (recall {recall:.4}): {q:.1} QPS | {brute:.1} QPS | **{:.1}x** |",
+                q / brute
+            );
+        }
+        for pg in table.iter().filter(|r| r.method.starts_with("pgvector")) {
+            let Some(pg_qps) = qps(pg, threads) else { continue };
+            match fastest_local(pg.recall, threads) {
+                Some((q, method, recall)) => println!(
+                    "| local vs {} (recall {:.4}) | {threads} | {method} (recall {recall:.4}): {q:.1} QPS | {pg_qps:.1} QPS | **{:.2}x** |",
+                    pg.method,
+                    pg.recall,
+                    q / pg_qps
+                ),
+                None => println!(
+                    "| local vs {} (recall {:.4}) | {threads} | no setting reaches this recall | {pg_qps:.1} QPS | - |",
+                    pg.method, pg.recall
+                ),
+            }
+        }
+    }
+}
+
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -378,7 +432,7 @@ fn main() -> BoxResult<()> {
     table.push(Row { method: "brute force f32 (ExactIndex)".into(), recall: 1.0, timings });
     table.last().into_iter().for_each(print_row);
 
-    for ef in EFS {
+    for &ef in &cfg.efs {
         let got: Vec<Vec<i64>> = queries
             .iter()
             .map(|q| hnsw.search(q, K, Some(ef), None).map(|h| h.iter().map(|h| h.id).collect()))
@@ -422,6 +476,8 @@ fn main() -> BoxResult<()> {
     println!("## search (k = {K}, {} queries)", queries.len());
     println!();
     print_table(&table);
+    println!();
+    print_goals(&table);
     println!();
     println!("## memory");
     println!();
@@ -550,13 +606,19 @@ async fn pgvector(
 
     // The plan of the query `dense_search` sends, to show the index is used.
     let literal = format!("[{}]", queries[0].iter().map(|x| x.to_string()).collect::<Vec<_>>().join(","));
+    // At the largest ef_search measured, with the settings `dense_search` makes.
+    let max_ef = cfg.efs.iter().copied().max().unwrap_or(40);
+    let mut tx = pool.begin().await?;
+    sqlx::query(&format!("SET LOCAL hnsw.ef_search = {max_ef}")).execute(&mut *tx).await?;
+    sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await?;
     let plan: Vec<String> = sqlx::query_scalar(&format!(
         "EXPLAIN SELECT e.id FROM embeddings e WHERE e.model_id = {} \
          ORDER BY (e.embedding::halfvec({dims})) <#> '{literal}'::halfvec({dims}) LIMIT 10",
         model.id
     ))
-    .fetch_all(&pool)
+    .fetch_all(&mut *tx)
     .await?;
+    tx.rollback().await?;
     // PostgreSQL prints the vector literal back rounded to half precision: cut it out.
     let mut plan = plan.join(" / ");
     while let (Some(a), Some(b)) = (plan.find("'["), plan.find("]'")) {
@@ -565,7 +627,8 @@ async fn pgvector(
         }
         plan.replace_range(a..b + 2, "<query>");
     }
-    facts.push(("plan".into(), plan.split_whitespace().collect::<Vec<_>>().join(" ")));
+    facts
+        .push((format!("plan at ef_search {max_ef}"), plan.split_whitespace().collect::<Vec<_>>().join(" ")));
 
     // Map the store's embedding ids back to row numbers.
     let ids: Vec<(i64, String)> =
@@ -584,7 +647,7 @@ async fn pgvector(
 
     let queries: Arc<Vec<Vec<f32>>> = Arc::new(queries.to_vec());
     let mut rows = Vec::new();
-    for ef in EFS {
+    for &ef in &cfg.efs {
         // The recall pass doubles as the warm-up.
         let mut got = Vec::with_capacity(queries.len());
         for q in queries.iter() {

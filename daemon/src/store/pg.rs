@@ -305,6 +305,11 @@ impl PgStore {
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
+        // The caller chose the index (an exact scan has its own query). PostgreSQL's planner
+        // prices a sequential scan without the cost of reading every TOASTed vector, and from
+        // about 100k vectors at ef_search 100 it picks a parallel sequential scan and sort: about
+        // 1 s per search instead of a few ms (seen with pgvector 0.8.5 on PostgreSQL 18).
+        sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.map_err(db_err)?;
         if scope.is_some() {
             // pgvector 0.8+; before that the setting does not exist and a filtered search may
             // return fewer than k hits. A savepoint keeps the failure from aborting the search.

@@ -11,14 +11,26 @@
 //! [`HnswParams::rebuild_tombstone_ratio`]; the caller then swaps in [`HnswIndex::compacted`] or a
 //! fresh [`HnswIndex::build`] from the store.
 //!
-//! # Distance
+//! # Distance: walk on 8-bit codes, rescore on f16
 //!
 //! Vectors are normalised in f32 on insert and on query, NaN, infinite and zero vectors are
-//! rejected with an error. The distance is our own `UnitDot` (`1 - dot`, clamped at 0) rather
-//! than hnsw_rs's `DistDot`: without the `simdeez_f` feature `DistDot` is a scalar fold, and it
-//! asserts `1 - dot >= 0`, which rounding breaks for two identical unit vectors (duplicate chunks
-//! are common in code), panicking inside an insert. `UnitDot` uses [`vector::dot`], written so
-//! the compiler vectorises it.
+//! rejected with an error. Each vector is then kept twice, in two compact forms:
+//!
+//! - **In the graph, as 8-bit codes** ([`quantize`]): each component divided by the vector's
+//!   largest magnitude and rounded to -127..=127, after that scale in four bytes. The
+//!   walk compares codes with `QuantDot` (`1 - scale_a * scale_b * integer dot`, clamped at 0):
+//!   a search is bound by reading vectors from memory at random, and a code is a quarter of the
+//!   f32 vector (3,076 bytes instead of 12,288 at 3072 dimensions), with an integer dot product
+//!   the compiler turns into widening multiply-adds. The walk's error is small (the rounding
+//!   step is 1/254 of the largest component) and only decides which `ef` candidates are found.
+//! - **Beside the graph, as f16** (`Inner::rows`): every candidate the walk returns, and every
+//!   vector an exact scan reads, is scored against the f32 query from this copy, so the order
+//!   and the scores of the results are those of the vectors to f16 precision (relative error
+//!   about 5e-4 per component), the precision pgvector's `halfvec` index works at.
+//!
+//! hnsw_rs's own `DistDot` is not used: without the `simdeez_f` feature it is a scalar fold, and
+//! it asserts `1 - dot >= 0`, which rounding breaks for two identical unit vectors (duplicate
+//! chunks are common in code), panicking inside an insert.
 //!
 //! # Filtered search
 //!
@@ -35,19 +47,18 @@
 //!
 //! # Memory per vector
 //!
-//! The raw vector is stored once, inside hnsw_rs's point (`4 * D` bytes; the exact path reads it
-//! from there rather than keeping a second copy). On top of it: the point itself (about 450
-//! bytes: 16 per-layer neighbour lists and their lock), the links (each a separate `Arc`
-//! allocation of about 48 bytes with the allocator's header, plus an 8-byte pointer in a list
-//! whose capacity can reach twice its length; up to `2 * m` links on layer 0), and our slot
-//! tables (about 40 bytes). Roughly `4 * D + 3 KiB` at `m = 16`: measured 4.2 KB of resident
-//! memory per 256-dimension vector at 20k; about 15 KB per 3072-dimension vector, 1.5 GB per
-//! 100k. Building or compacting also holds a transient copy of one batch ([`BUILD_BATCH`]).
+//! The 8-bit code inside hnsw_rs's point (`D + 4` bytes) and the f16 row (`2 * D` bytes). On top
+//! of them: the point itself (about 450 bytes: 16 per-layer neighbour lists and their lock), the
+//! links (each a separate `Arc` allocation of about 48 bytes with the allocator's header, plus an
+//! 8-byte pointer in a list whose capacity can reach twice its length; up to `2 * m` links on
+//! layer 0), and our slot tables (about 40 bytes). Roughly `3 * D + 3 KiB` at `m = 16`: about
+//! 12 KB per 3072-dimension vector (see `benches/results/vector.md` for the measured figure).
+//! Building or compacting also holds a transient copy of one batch ([`BUILD_BATCH`]).
 //!
 //! # Persistence
 //!
 //! [`HnswIndex::save`] writes hnsw_rs's own dump (`*.hnsw.graph`, `*.hnsw.data`) plus our slot
-//! table (`*.ids`) under a fresh generation-numbered name, fsyncs them, then publishes by
+//! table (`*.ids`) and the f16 rows (`*.rows`) under a fresh generation-numbered name, fsyncs them, then publishes by
 //! atomically renaming `manifest.json` into place (format version, generation, model, dims,
 //! extent, blake3 and length of each file). Reloading the dump is a file read; rebuilding the
 //! graph from raw vectors instead costs a full HNSW construction (minutes at 100k x 3072 on two
@@ -66,9 +77,11 @@ use std::fs::{self, File};
 use std::io::{self, Read, Write};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo, Point};
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
 use crate::vector::exact::TopK;
@@ -91,13 +104,16 @@ const POST_FILTER_SHARE: f64 = 0.5;
 const BUILD_BATCH: usize = 2048;
 
 const MANIFEST: &str = "manifest.json";
-/// Version of our file set (manifest fields, id table layout).
-const FORMAT_VERSION: u32 = 1;
+/// Version of our file set (manifest fields, id table layout, row file, the graph's code format).
+const FORMAT_VERSION: u32 = 2;
 /// The dump's writer. hnsw_rs's format is native-endian and not versioned beyond what its
 /// loader asserts on, so a dump from another hnsw_rs release is rejected by name: change this
 /// string whenever the hnsw_rs dependency changes.
 const ENGINE: &str = "hnsw_rs 0.3.5";
 const IDS_MAGIC: &[u8; 8] = b"SDXIDS01";
+const ROWS_MAGIC: &[u8; 8] = b"SDXF1601";
+/// Bytes appended to each 8-bit code: the f32 scale, little-endian.
+const SCALE_BYTES: usize = 4;
 
 /// HNSW build and search parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,28 +178,51 @@ pub struct Extent {
     pub max_id: i64,
 }
 
-/// `1 - dot` on unit vectors, clamped at 0 so rounding never yields a negative distance (hnsw_rs
-/// asserts distances are non-negative). Its type name is recorded in dumps, so renaming or moving
-/// it makes old dumps fail to load, which then triggers a rebuild.
-#[derive(Debug, Default, Clone, Copy)]
-struct UnitDot;
+/// The 8-bit code of a unit vector: the scale (`max |x| / 127`, f32 little-endian) in
+/// [`SCALE_BYTES`] bytes, then each component scaled by `127 / max |x|` and rounded. The scale
+/// comes first so a distance reads the code front to back: the first touch of a vector is a
+/// cache miss, and the hardware prefetcher follows a forward stream.
+fn quantize(unit: &[f32]) -> Vec<i8> {
+    let max = unit.iter().fold(0.0f32, |m, x| m.max(x.abs()));
+    // Unit vectors have a non-zero component; the guard keeps a zero vector finite anyway.
+    let (scale, inverse) = if max > 0.0 { (max / 127.0, 127.0 / max) } else { (0.0, 0.0) };
+    let mut code = Vec::with_capacity(SCALE_BYTES + unit.len());
+    code.extend(scale.to_le_bytes().map(|b| b as i8));
+    code.extend(unit.iter().map(|x| (x * inverse).round().clamp(-127.0, 127.0) as i8));
+    code
+}
 
-impl Distance<f32> for UnitDot {
-    fn eval(&self, va: &[f32], vb: &[f32]) -> f32 {
-        // `max` also maps a NaN to 0, though NaN vectors never get in.
-        (1.0 - vector::dot(va, vb)).max(0.0)
+/// Splits a code into its scale and its components.
+fn split_code(code: &[i8]) -> (&[i8], f32) {
+    match code.split_first_chunk::<SCALE_BYTES>() {
+        Some((scale, components)) => (components, f32::from_le_bytes(scale.map(|b| b as u8))),
+        None => (&[], 0.0),
     }
 }
 
-type Graph = Hnsw<'static, f32, UnitDot>;
-type PointRef = Arc<Point<'static, f32>>;
+/// `1 - dot` between two [`quantize`]d unit vectors, clamped at 0 so rounding never yields a
+/// negative distance (hnsw_rs asserts distances are non-negative). Its type name is recorded in
+/// dumps, so renaming or moving it makes old dumps fail to load, which then triggers a rebuild.
+#[derive(Debug, Default, Clone, Copy)]
+struct QuantDot;
+
+impl Distance<i8> for QuantDot {
+    fn eval(&self, va: &[i8], vb: &[i8]) -> f32 {
+        let ((a, scale_a), (b, scale_b)) = (split_code(va), split_code(vb));
+        let dot = vector::dot_i8(a, b) as f32 * scale_a * scale_b;
+        // `max` also maps a NaN to 0, though NaN vectors never get in.
+        (1.0 - dot).max(0.0)
+    }
+}
+
+type Graph = Hnsw<'static, i8, QuantDot>;
 
 /// Everything behind the lock.
 struct Inner {
     graph: Graph,
-    /// hnsw_rs's point for each slot, to read vectors without keeping a second copy. `None` only
-    /// if hnsw_rs lost a point, which would be its bug; such a slot is treated as dead.
-    points: Vec<Option<PointRef>>,
+    dims: usize,
+    /// The f16 unit vector of each slot, `dims` values per slot, in slot order.
+    rows: Vec<f16>,
     /// Embedding id of each slot.
     ids: Vec<i64>,
     /// Whether each slot is live (not a tombstone).
@@ -194,10 +233,11 @@ struct Inner {
 }
 
 impl Inner {
-    fn new(params: &HnswParams) -> Self {
+    fn new(params: &HnswParams, dims: usize) -> Self {
         Inner {
-            graph: Hnsw::new(params.m, params.max_elements.max(1), LAYERS, params.ef_construction, UnitDot),
-            points: Vec::new(),
+            graph: Hnsw::new(params.m, params.max_elements.max(1), LAYERS, params.ef_construction, QuantDot),
+            dims,
+            rows: Vec::new(),
             ids: Vec::new(),
             live: Vec::new(),
             slot_of: HashMap::new(),
@@ -209,29 +249,20 @@ impl Inner {
         self.live.get(slot).copied().unwrap_or(false)
     }
 
-    fn vector(&self, slot: usize) -> Option<&[f32]> {
-        self.points.get(slot).and_then(Option::as_ref).map(|p| p.get_v())
+    /// Number of slots, live and tombstoned.
+    fn slots(&self) -> usize {
+        self.ids.len()
     }
 
-    fn layer_counts(&self) -> [usize; LAYERS] {
-        let indexation = self.graph.get_point_indexation();
-        std::array::from_fn(|l| indexation.get_layer_nb_point(l))
+    /// The f16 row of `slot`.
+    fn row(&self, slot: usize) -> Option<&[f16]> {
+        self.rows.get(slot * self.dims..(slot + 1) * self.dims)
     }
 
-    /// Records the points hnsw_rs created since `before` (per-layer counts) in the slot table.
-    /// hnsw_rs only appends to a layer, so the new points are each layer's tail.
-    fn attach_new_points(&mut self, before: &[usize; LAYERS]) {
-        let indexation = self.graph.get_point_indexation();
-        for (layer, &start) in before.iter().enumerate() {
-            if indexation.get_layer_nb_point(layer) <= start {
-                continue;
-            }
-            for point in indexation.get_layer_iterator(layer).skip(start) {
-                if let Some(entry) = self.points.get_mut(point.get_origin_id()) {
-                    *entry = Some(point);
-                }
-            }
-        }
+    /// The score of `slot` against a unit query: the inner product with its f16 row, clamped to
+    /// the cosine's range (the f16 rounding can take a vector's product with itself just past 1).
+    fn score(&self, query: &[f32], slot: usize) -> Option<f32> {
+        self.row(slot).map(|row| vector::dot_f16(query, row).clamp(-1.0, 1.0))
     }
 
     /// Inserts already normalised vectors with distinct ids; a live id is tombstoned first.
@@ -245,10 +276,10 @@ impl Inner {
                 self.tombstones += 1;
             }
         }
-        let base = self.points.len();
-        let before = self.layer_counts();
-        let data: Vec<(&[f32], usize)> =
-            batch.iter().enumerate().map(|(i, (_, v))| (v.as_slice(), base + i)).collect();
+        let base = self.slots();
+        let codes: Vec<Vec<i8>> = batch.iter().map(|(_, v)| quantize(v)).collect();
+        let data: Vec<(&[i8], usize)> =
+            codes.iter().enumerate().map(|(i, c)| (c.as_slice(), base + i)).collect();
         if data.len() >= PARALLEL_MIN {
             self.graph.parallel_insert_slice(&data);
         } else {
@@ -257,13 +288,15 @@ impl Inner {
             }
         }
         drop(data);
-        for (i, (id, _)) in batch.iter().enumerate() {
-            self.points.push(None);
+        self.rows.reserve(batch.len() * self.dims);
+        for (i, (id, v)) in batch.iter().enumerate() {
+            let start = self.rows.len();
+            self.rows.resize(start + self.dims, f16::ZERO);
+            self.rows[start..].convert_from_f32_slice(v);
             self.ids.push(*id);
             self.live.push(true);
             self.slot_of.insert(*id, base + i);
         }
-        self.attach_new_points(&before);
     }
 
     fn extent(&self) -> Extent {
@@ -277,16 +310,16 @@ impl Inner {
             Some(allowed) => {
                 for &id in allowed {
                     if let Some(&slot) = self.slot_of.get(&id)
-                        && let Some(v) = self.vector(slot)
+                        && let Some(score) = self.score(query, slot)
                     {
-                        top.push(id, vector::dot(query, v));
+                        top.push(id, score);
                     }
                 }
             }
             None => {
                 for &slot in self.slot_of.values() {
-                    if let Some(v) = self.vector(slot) {
-                        top.push(self.ids[slot], vector::dot(query, v));
+                    if let Some(score) = self.score(query, slot) {
+                        top.push(self.ids[slot], score);
                     }
                 }
             }
@@ -294,12 +327,13 @@ impl Inner {
         top.into_hits()
     }
 
-    /// One graph walk returning at most `k` live, allowed hits, rescored exactly so scores match
-    /// the exact path bit for bit. With `filter_inside`, the allowed set filters hnsw_rs's walk
-    /// itself; otherwise everything is filtered afterwards.
+    /// One graph walk returning at most `k` live, allowed hits, rescored from the f16 rows so
+    /// order and scores match the exact path bit for bit. With `filter_inside`, the allowed set
+    /// filters hnsw_rs's walk itself; otherwise everything is filtered afterwards.
     fn walk(
         &self,
         query: &[f32],
+        code: &[i8],
         k: usize,
         ef: usize,
         allowed: Option<&HashSet<i64>>,
@@ -312,14 +346,14 @@ impl Inner {
         let filter: Option<&dyn FilterT> = if filter_inside { Some(&keep) } else { None };
         // Asking for `ef` results costs nothing extra: the walk fills an `ef`-wide list anyway,
         // and the surplus makes up for tombstones and filtered-out ids among the nearest.
-        let neighbours = self.graph.search_filter(query, ef, ef, filter);
+        let neighbours = self.graph.search_filter(code, ef, ef, filter);
         let mut top = TopK::new(k);
         for n in neighbours {
             let slot = n.d_id;
             if keep(&slot)
-                && let Some(v) = self.vector(slot)
+                && let Some(score) = self.score(query, slot)
             {
-                top.push(self.ids[slot], vector::dot(query, v));
+                top.push(self.ids[slot], score);
             }
         }
         top.into_hits()
@@ -356,7 +390,7 @@ impl HnswIndex {
         if dims == 0 {
             return Err(VectorError::Params("dims must be positive".into()));
         }
-        let inner = Inner::new(&params);
+        let inner = Inner::new(&params, dims);
         Ok(HnswIndex {
             model: model.into(),
             dims,
@@ -434,7 +468,7 @@ impl HnswIndex {
     pub fn needs_rebuild(&self) -> bool {
         let inner = self.read();
         inner.tombstones > 0
-            && inner.tombstones as f64 > self.params.rebuild_tombstone_ratio * inner.points.len() as f64
+            && inner.tombstones as f64 > self.params.rebuild_tombstone_ratio * inner.slots() as f64
     }
 
     /// Inserts `v` (normalised) under `id`, replacing the id's previous vector if any.
@@ -516,14 +550,15 @@ impl HnswIndex {
         let share = allowed.map_or(1.0, |a| (a.len() as f64 / live as f64).min(1.0));
         let post_filter = share >= POST_FILTER_SHARE;
         let first_ef = if post_filter { (ef as f64 / share).ceil() as usize } else { ef };
-        let hits = inner.walk(&query, k, first_ef, allowed, !post_filter);
+        let code = quantize(&query);
+        let hits = inner.walk(&query, &code, k, first_ef, allowed, !post_filter);
         if hits.len() >= k || hits.len() >= available() {
             return Ok(hits);
         }
         // Tombstones, or allowed ids missing from the index, cut the candidates short: walk
         // wider, filtering inside when there is an allowed set, then be exact.
-        let wider = ef.saturating_mul(4).min(inner.points.len().max(ef));
-        let hits = inner.walk(&query, k, wider, allowed, allowed.is_some());
+        let wider = ef.saturating_mul(4).min(inner.slots().max(ef));
+        let hits = inner.walk(&query, &code, k, wider, allowed, allowed.is_some());
         if hits.len() >= k || hits.len() >= available() {
             return Ok(hits);
         }
@@ -539,10 +574,11 @@ impl HnswIndex {
         // Slot order is insertion order, so the rebuilt graph sees the points in the same order.
         slots.sort_unstable();
         for chunk in slots.chunks(BUILD_BATCH) {
-            // Already unit length: copied as is, so scores stay bit-identical.
+            // The f16 rows convert back to f32 and again to the same f16, so scores stay
+            // bit-identical.
             let batch: Vec<(i64, Vec<f32>)> = chunk
                 .iter()
-                .filter_map(|&slot| inner.vector(slot).map(|v| (inner.ids[slot], v.to_vec())))
+                .filter_map(|&slot| inner.row(slot).map(|r| (inner.ids[slot], r.to_f32_vec())))
                 .collect();
             fresh.write().insert_unit(batch);
         }
@@ -565,7 +601,7 @@ impl HnswIndex {
 
         let inner = self.read();
         let mut names = Vec::new();
-        if !inner.points.is_empty() {
+        if inner.slots() > 0 {
             let graph = format!("{base}.hnsw.graph");
             let data = format!("{base}.hnsw.data");
             // hnsw_rs panics when it cannot create its files; creating them first turns the
@@ -587,6 +623,9 @@ impl HnswIndex {
         let ids_name = format!("{base}.ids");
         write_ids(&dir.join(&ids_name), &inner.ids, &inner.live)?;
         names.push(ids_name);
+        let rows_name = format!("{base}.rows");
+        write_rows(&dir.join(&rows_name), self.dims, &inner.rows)?;
+        names.push(rows_name);
 
         let mut files = Vec::new();
         for name in names {
@@ -603,7 +642,7 @@ impl HnswIndex {
             dims: self.dims,
             count: extent.count,
             max_id: extent.max_id,
-            points: inner.points.len(),
+            points: inner.slots(),
             m: self.params.m,
             ef_construction: self.params.ef_construction,
             files,
@@ -681,6 +720,16 @@ impl HnswIndex {
         if ids.len() != manifest.points {
             return reject("id table size");
         }
+        let Some(rows_name) = names.iter().find(|n| n.ends_with(".rows")) else {
+            return reject("no row file");
+        };
+        let rows_path = dir.join(rows_name);
+        let Some(rows) = read_rows(&rows_path, dims)? else {
+            return reject("malformed row file");
+        };
+        if rows.len() != ids.len() * dims {
+            return reject("row file size");
+        }
 
         let index = HnswIndex::new(model, dims, params)?;
         {
@@ -696,7 +745,7 @@ impl HnswIndex {
                     return reject("hnsw_rs could not load the dump");
                 };
                 if graph.get_nb_point() != ids.len()
-                    || graph.get_point_indexation().get_data_dimension() != dims
+                    || graph.get_point_indexation().get_data_dimension() != dims + SCALE_BYTES
                 {
                     return reject("graph does not match the id table");
                 }
@@ -705,11 +754,7 @@ impl HnswIndex {
                 graph.set_extend_candidates(false);
                 inner.graph = graph;
             }
-            inner.points = vec![None; ids.len()];
-            inner.attach_new_points(&[0; LAYERS]);
-            if inner.points.iter().any(Option::is_none) {
-                return reject("graph lacks points of the id table");
-            }
+            inner.rows = rows;
             for (slot, (&id, &is_live)) in ids.iter().zip(&live).enumerate() {
                 if is_live {
                     if inner.slot_of.insert(id, slot).is_some() {
@@ -756,7 +801,7 @@ fn dedup_last_wins(batch: &mut Vec<(i64, Vec<f32>)>) {
 /// bytes per load, to get a `'static` graph.
 fn load_graph(dir: &Path, base: &str) -> Option<Graph> {
     let io: &'static HnswIo = Box::leak(Box::new(HnswIo::new(dir, base)));
-    match catch_unwind(AssertUnwindSafe(|| io.load_hnsw_with_dist::<f32, UnitDot>(UnitDot))) {
+    match catch_unwind(AssertUnwindSafe(|| io.load_hnsw_with_dist::<i8, QuantDot>(QuantDot))) {
         Ok(Ok(graph)) => Some(graph),
         Ok(Err(e)) => {
             tracing::warn!(dir = %dir.display(), error = %format!("{e:#}"), "hnsw_rs failed to load its dump");
@@ -924,6 +969,36 @@ fn read_ids(path: &Path) -> vector::Result<Option<(Vec<i64>, Vec<bool>)>> {
     Ok(Some((ids, live)))
 }
 
+/// The f16 rows: magic, dimensions and row count (u64 LE each), then the rows' f16 values LE.
+fn write_rows(path: &Path, dims: usize, rows: &[f16]) -> vector::Result<()> {
+    let mut bytes = Vec::with_capacity(24 + rows.len() * 2);
+    bytes.extend_from_slice(ROWS_MAGIC);
+    bytes.extend_from_slice(&(dims as u64).to_le_bytes());
+    bytes.extend_from_slice(&((rows.len() / dims.max(1)) as u64).to_le_bytes());
+    for value in rows {
+        bytes.extend_from_slice(&value.to_le_bytes());
+    }
+    fs::write(path, bytes).map_err(io_err(path))
+}
+
+/// Reads a row file of `dims`-dimensional rows; `None` when it is malformed.
+fn read_rows(path: &Path, dims: usize) -> vector::Result<Option<Vec<f16>>> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let Some(rest) = bytes.strip_prefix(ROWS_MAGIC.as_slice()) else {
+        return Ok(None);
+    };
+    let Some((header, values)) = rest.split_first_chunk::<16>() else {
+        return Ok(None);
+    };
+    let (file_dims, count) = header.split_at(8);
+    let file_dims = u64::from_le_bytes(file_dims.try_into().unwrap_or_default());
+    let count = u64::from_le_bytes(count.try_into().unwrap_or_default());
+    if file_dims != dims as u64 || values.len() as u64 != count.saturating_mul(file_dims).saturating_mul(2) {
+        return Ok(None);
+    }
+    Ok(Some(values.chunks_exact(2).map(|b| f16::from_le_bytes([b[0], b[1]])).collect()))
+}
+
 /// Whether `name` is a file this module writes: `g<generation>-<hex>.<kind>`, a plain name.
 fn is_our_file(name: &str) -> bool {
     let Some(rest) = name.strip_prefix('g') else {
@@ -939,7 +1014,7 @@ fn is_our_file(name: &str) -> bool {
         && generation.bytes().all(|b| b.is_ascii_digit())
         && salt.len() == 8
         && salt.bytes().all(|b| b.is_ascii_hexdigit())
-        && matches!(kind, "hnsw.graph" | "hnsw.data" | "ids")
+        && matches!(kind, "hnsw.graph" | "hnsw.data" | "ids" | "rows")
 }
 
 /// Removes our files that the just-published manifest does not name, and stray temporary
@@ -972,6 +1047,7 @@ mod tests {
     fn file_names_are_recognised_strictly() {
         assert!(is_our_file("g12-0a1b2c3d.hnsw.graph"));
         assert!(is_our_file("g1-deadbeef.ids"));
+        assert!(is_our_file("g1-deadbeef.rows"));
         assert!(!is_our_file("g1-deadbeef.txt"));
         assert!(!is_our_file("../g1-deadbeef.ids"));
         assert!(!is_our_file("g-deadbeef.ids"));
@@ -988,7 +1064,7 @@ mod tests {
     #[test]
     fn identical_vectors_do_not_trip_hnsw_rs_assertions() {
         // hnsw_rs's DistDot asserts `1 - dot >= 0`, which two copies of a unit vector can break
-        // by rounding; UnitDot clamps instead.
+        // by rounding; QuantDot clamps instead.
         let index = HnswIndex::new("m", 3, HnswParams::default()).expect("index");
         let v = [0.1f32, 0.7, 0.3];
         for id in 0..50 {
@@ -996,5 +1072,21 @@ mod tests {
         }
         let hits = index.search(&v, 5, None, None).expect("search");
         assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn codes_keep_direction_and_scale() {
+        let v = vector::unit(&[0.5, -2.0, 0.25, 1.0], 4).expect("unit");
+        let code = quantize(&v);
+        assert_eq!(code.len(), 4 + SCALE_BYTES);
+        let (components, scale) = split_code(&code);
+        assert_eq!(components[1], -127, "the largest magnitude maps to the end of the range");
+        for (c, x) in components.iter().zip(&v) {
+            assert!((f32::from(*c) * scale - x).abs() <= scale / 2.0 + 1e-6);
+        }
+        let self_distance = QuantDot.eval(&code, &code);
+        assert!(self_distance < 1e-2, "{self_distance}");
+        let opposite: Vec<f32> = v.iter().map(|x| -x).collect();
+        assert!((QuantDot.eval(&code, &quantize(&opposite)) - 2.0).abs() < 1e-2);
     }
 }

@@ -275,7 +275,8 @@ fn reinserting_an_id_replaces_its_vector() {
     assert_eq!(hnsw.tombstones(), 1);
     let top = hnsw.search(&b, 1, None, None).expect("search")[0];
     assert_eq!(top.id, 42);
-    assert!((top.score - 1.0).abs() < 1e-5, "score {}", top.score);
+    // Scores are computed from the f16 copy of each vector.
+    assert!((top.score - 1.0).abs() < 1e-3, "score {}", top.score);
     // The old vector is gone: 42 now scores dot(a, b) against `a`, never 1.
     for hit in hnsw.search(&a, 50, None, None).expect("search") {
         assert!(hit.id != 42 || hit.score < 0.999, "old vector of 42 still indexed");
@@ -295,8 +296,12 @@ fn small_allowed_sets_are_scanned_exactly() {
     for q in &large.queries[..50] {
         let got = large.hnsw.search(q, 10, None, Some(&allowed)).expect("search");
         let want = large.exact.search(q, 10, Some(&allowed)).expect("exact");
-        // Same vectors, same dot product: identical ids and scores.
-        assert_eq!(got, want);
+        // The same vectors (the local index scores its f16 copy): identical ids, scores equal
+        // to f16 precision.
+        assert_eq!(ids(&got), ids(&want));
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g.score - w.score).abs() < 1e-3, "{g:?} vs {w:?}");
+        }
         assert!(got.iter().all(|h| allowed.contains(&h.id)));
     }
     // Fewer allowed ids than k: all of them, and nothing else.
@@ -377,7 +382,7 @@ fn save_then_load_gives_identical_results() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .filter(|n| n != ".lock")
         .collect();
-    assert_eq!(names.len(), 4, "manifest plus one generation's three files (and the lock): {names:?}");
+    assert_eq!(names.len(), 5, "manifest plus one generation's four files (and the lock): {names:?}");
     assert!(names.iter().all(|n| n == "manifest.json" || n.starts_with("g2-")), "{names:?}");
     let reloaded = HnswIndex::load(dir.path(), "test-model", 64, params, loaded.extent())
         .expect("load")
