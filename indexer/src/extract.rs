@@ -646,18 +646,36 @@ struct Landmarks {
 impl Landmarks {
     fn find(text: &str, spec: &LandmarkSpec) -> Landmarks {
         let bytes = text.as_bytes();
-        let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+        // Which (first byte, length) pairs any landmark word has, so that most words are
+        // rejected without comparing them; bit 31 stands for every length from 31 up.
+        let mut shapes = [0u32; 256];
+        for word in spec.words.iter().chain(spec.module_words) {
+            if let Some(&first) = word.as_bytes().first() {
+                shapes[usize::from(first)] |= 1 << word.len().min(31);
+            }
+        }
+        let mut punctuation_starts = [false; 256];
+        for p in spec.punctuation {
+            match p.as_bytes().first() {
+                Some(&first) => punctuation_starts[usize::from(first)] = true,
+                None => punctuation_starts = [true; 256],
+            }
+        }
         let mut inner = Vec::new();
         let mut all = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
-            if is_word(b) {
+            if WORD_BYTE[usize::from(b)] {
                 let start = i;
-                while i < bytes.len() && is_word(bytes[i]) {
+                i += 1;
+                while i < bytes.len() && WORD_BYTE[usize::from(bytes[i])] {
                     i += 1;
                 }
                 let word = &bytes[start..i];
+                if shapes[usize::from(b)] & (1 << word.len().min(31)) == 0 {
+                    continue;
+                }
                 if spec.words.iter().any(|w| w.as_bytes() == word) {
                     inner.push(start);
                     all.push(start);
@@ -666,7 +684,9 @@ impl Landmarks {
                 }
                 continue;
             }
-            if spec.punctuation.iter().any(|p| bytes[i..].starts_with(p.as_bytes())) {
+            if punctuation_starts[usize::from(b)]
+                && spec.punctuation.iter().any(|p| bytes[i..].starts_with(p.as_bytes()))
+            {
                 inner.push(i);
                 all.push(i);
             }
@@ -683,6 +703,19 @@ impl Landmarks {
         offsets.get(i).is_some_and(|&o| o < end)
     }
 }
+
+/// The bytes words are made of: ASCII letters and digits, `_`, `$`, and every byte of a
+/// non-ASCII character.
+static WORD_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$' || byte >= 0x80;
+        b += 1;
+    }
+    table
+};
 
 /// The longest signature kept, in characters.
 const MAX_SIGNATURE_CHARS: usize = 200;
