@@ -48,7 +48,7 @@
 
 use crate::extract::Symbol;
 use crate::hash::ContentHash;
-use crate::lang::Language;
+use crate::lang::{Language, NodeExt};
 use crate::tokens::{count_tokens, count_tokens_milli, count_tokens_milli_within};
 
 /// Bumped whenever the chunker's output for the same input can change; stored with each file so
@@ -552,7 +552,7 @@ fn group_units(
             }
             pending = None;
         }
-        if is_comment(*child) || child.kind() == "decorator" {
+        if is_comment(*child) || child.kind_name() == "decorator" {
             pending.get_or_insert(idx);
             continue;
         }
@@ -613,7 +613,7 @@ fn group_units(
         unit.oversized = over || unit.tokens > max_tokens;
         unit.unit = is_unit(main);
         unit.wrapper = is_wrapper_keyword(main);
-        if main.is_named() && !is_comment(main) && main.kind() != "decorator" {
+        if main.is_named() && !is_comment(main) && main.kind_name() != "decorator" {
             let decl = declaration(main);
             unit.symbol = is_symbol(decl);
             unit.core = Some((decl.start_byte(), decl.end_byte()));
@@ -654,7 +654,7 @@ impl Unit {
 
 /// A `;` or `,` after a node, or a comment on the line where the previous unit ends.
 fn is_trailing(text: &str, node: tree_sitter::Node<'_>, previous_end: usize) -> Option<bool> {
-    if !node.is_named() && matches!(node.kind(), ";" | ",") {
+    if !node.is_named() && matches!(node.kind_name(), ";" | ",") {
         return Some(true);
     }
     if is_comment(node) {
@@ -670,18 +670,18 @@ fn blank_line_between(text: &str, start: usize, end: usize) -> Option<bool> {
 }
 
 fn is_comment(node: tree_sitter::Node<'_>) -> bool {
-    matches!(node.kind(), "comment" | "html_comment")
+    matches!(node.kind_name(), "comment" | "html_comment")
 }
 
 /// Keywords that lead a declaration without being part of the symbol's own range in some
 /// extractions (`export`, `export default`, `declare`, `const`).
 fn is_wrapper_keyword(node: tree_sitter::Node<'_>) -> bool {
-    !node.is_named() && matches!(node.kind(), "export" | "default" | "declare" | "const" | "let" | "var")
+    !node.is_named() && matches!(node.kind_name(), "export" | "default" | "declare" | "const" | "let" | "var")
 }
 
 /// Statements, declarations, members and comments: the nodes a cut between two of is clean.
 fn is_unit(node: tree_sitter::Node<'_>) -> bool {
-    let kind = node.kind();
+    let kind = node.kind_name();
     node.is_named()
         && (kind.ends_with("_statement")
             || kind.ends_with("_declaration")
@@ -718,16 +718,14 @@ fn declaration(node: tree_sitter::Node<'_>) -> tree_sitter::Node<'_> {
     let mut node = node;
     // A few wrappers at most; the bound keeps odd trees from looping.
     for _ in 0..4 {
-        let inner = match node.kind() {
-            "export_statement" => {
-                node.child_by_field_name("declaration").or_else(|| node.child_by_field_name("value"))
-            }
+        let inner = match node.kind_name() {
+            "export_statement" => node.field("declaration").or_else(|| node.field("value")),
             "ambient_declaration" => node.named_child(0),
-            "expression_statement" => node.named_child(0).filter(|n| n.kind() == "internal_module"),
+            "expression_statement" => node.named_child(0).filter(|n| n.kind_name() == "internal_module"),
             "lexical_declaration" | "variable_declaration" => {
                 let mut cursor = node.walk();
                 let mut declarators =
-                    node.named_children(&mut cursor).filter(|n| n.kind() == "variable_declarator");
+                    node.named_children(&mut cursor).filter(|n| n.kind_name() == "variable_declarator");
                 match (declarators.next(), declarators.next()) {
                     (Some(only), None) => Some(only),
                     _ => None,
@@ -746,7 +744,7 @@ fn declaration(node: tree_sitter::Node<'_>) -> tree_sitter::Node<'_> {
 /// Whether a (unwrapped) node declares a function, class, method, interface, enum, type alias
 /// or namespace, or binds a function or class to a name.
 fn is_symbol(node: tree_sitter::Node<'_>) -> bool {
-    match node.kind() {
+    match node.kind_name() {
         "function_declaration"
         | "generator_function_declaration"
         | "function_signature"
@@ -766,9 +764,9 @@ fn is_symbol(node: tree_sitter::Node<'_>) -> bool {
         | "generator_function"
         | "class" => true,
         "variable_declarator" | "public_field_definition" | "field_definition" | "pair" => {
-            node.child_by_field_name("value").is_some_and(|value| {
+            node.field("value").is_some_and(|value| {
                 matches!(
-                    value.kind(),
+                    value.kind_name(),
                     "arrow_function" | "function_expression" | "function" | "generator_function" | "class"
                 )
             })

@@ -32,7 +32,7 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Node, Point, TreeCursor};
 
-use crate::lang::Language;
+use crate::lang::{Language, NodeExt};
 
 /// What kind of declaration a symbol is. Stored as [`SymbolKind::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -420,14 +420,16 @@ impl<'s, 't> Walker<'s, 't> {
         if !self.bindings.is_empty()
             && let Some(binding) = self.bindings.remove(&node.id())
         {
-            let visit = Visit { node, depth, field: cursor.field_name(), lead };
+            let visit = Visit { node, depth, field: node.field_name(cursor.field_id()), lead };
             if self.emit(&visit, binding.decl).is_none() {
                 self.opaque(&visit);
             }
             return Descend::Yes;
         }
         match rules.handler(&node) {
-            Some(handler) => handler(self, &Visit { node, depth, field: cursor.field_name(), lead }),
+            Some(handler) => {
+                handler(self, &Visit { node, depth, field: node.field_name(cursor.field_id()), lead })
+            }
             None => Descend::Yes,
         }
     }
