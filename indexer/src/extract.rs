@@ -437,25 +437,26 @@ impl<'s, 't> Walker<'s, 't> {
     /// Whether the children of `node` (already visited) can be skipped because no landmark of
     /// anything extractable starts inside it. Inside a function body only nested functions,
     /// classes, type declarations, module loads and CommonJS exports matter; at module level
-    /// declarations too. A class body is always entered: its members carry no keyword. Most of
-    /// a file's expressions and function bodies are skipped this way, which keeps extraction
-    /// cheap next to parsing.
+    /// declarations too; inside an anonymous function, whose declarations are locals, only
+    /// module loads and exports. A class body is always entered: its members carry no keyword.
+    /// Most of a file's expressions and function bodies are skipped this way, which keeps
+    /// extraction cheap next to parsing.
     fn skippable(&self, node: &Node<'_>, landmarks: &Landmarks) -> bool {
-        let in_function = match self.scopes.last() {
-            None => false,
-            Some(Scope { symbol: None, .. }) => true,
+        let offsets = match self.scopes.last() {
+            None => &landmarks.all,
+            Some(Scope { symbol: None, .. }) => &landmarks.local,
             Some(Scope { symbol: Some(i), .. }) => match self.drafts[*i].symbol.kind {
                 SymbolKind::Class => return false,
                 SymbolKind::Function
                 | SymbolKind::Method
                 | SymbolKind::Constructor
                 | SymbolKind::Getter
-                | SymbolKind::Setter => true,
-                _ => false,
+                | SymbolKind::Setter => &landmarks.inner,
+                _ => &landmarks.all,
             },
         };
         let (start, end) = (node.start_byte(), node.end_byte());
-        !landmarks.any_within(start, end, in_function)
+        !Landmarks::any_within(offsets, start, end)
             && !self.bindings.values().any(|b| (start..end).contains(&b.start))
     }
 
@@ -634,6 +635,9 @@ pub(crate) struct LandmarkSpec {
     pub module_words: &'static [&'static str],
     /// Punctuation that matters anywhere, matched at any position.
     pub punctuation: &'static [&'static str],
+    /// The words (of either list above) that matter inside an anonymous function, where
+    /// declarations are locals: what loads a module or exports from one.
+    pub local_words: &'static [&'static str],
 }
 
 /// Sorted byte offsets of landmarks in one text. Strings and comments are not excluded: a
@@ -643,6 +647,8 @@ struct Landmarks {
     inner: Vec<usize>,
     /// Every landmark.
     all: Vec<usize>,
+    /// Landmarks that matter inside anonymous functions.
+    local: Vec<usize>,
 }
 
 impl Landmarks {
@@ -665,6 +671,7 @@ impl Landmarks {
         }
         let mut inner = Vec::new();
         let mut all = Vec::new();
+        let mut local = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
@@ -683,6 +690,11 @@ impl Landmarks {
                     all.push(start);
                 } else if spec.module_words.iter().any(|w| w.as_bytes() == word) {
                     all.push(start);
+                } else {
+                    continue;
+                }
+                if spec.local_words.iter().any(|w| w.as_bytes() == word) {
+                    local.push(start);
                 }
                 continue;
             }
@@ -694,13 +706,11 @@ impl Landmarks {
             }
             i += 1;
         }
-        Landmarks { inner, all }
+        Landmarks { inner, all, local }
     }
 
-    /// Whether a landmark starts in `start..end`; `in_function` considers only the landmarks
-    /// that matter inside function bodies.
-    fn any_within(&self, start: usize, end: usize, in_function: bool) -> bool {
-        let offsets = if in_function { &self.inner } else { &self.all };
+    /// Whether one of `offsets` (one of the sorted lists above) lies in `start..end`.
+    fn any_within(offsets: &[usize], start: usize, end: usize) -> bool {
         let i = offsets.partition_point(|&o| o < start);
         offsets.get(i).is_some_and(|&o| o < end)
     }

@@ -33,6 +33,8 @@ pub(crate) const LANDMARKS: LandmarkSpec = LandmarkSpec {
     ],
     module_words: &["const", "let", "var", "export", "declare", "abstract", "global"],
     punctuation: &["=>"],
+    // `export` only through error recovery: it is a module-level statement.
+    local_words: &["require", "import", "exports", "module", "export"],
 };
 
 /// Node kind → handler.
