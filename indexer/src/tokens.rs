@@ -31,21 +31,84 @@ const ONE: u64 = 1000;
 /// On source code the estimate is typically 5-25% above the real count and rarely below it.
 /// Linear in the length of `text`; allocates nothing.
 pub fn count_tokens(text: &str) -> usize {
-    count_tokens_milli(text).div_ceil(ONE) as usize
+    tokens_of_raw(raw_cost(text))
 }
 
-/// [`count_tokens`] in thousandths of a token, before rounding up: sums of these over adjacent
-/// pieces of text estimate the whole better than sums of rounded counts.
-pub(crate) fn count_tokens_milli(text: &str) -> u64 {
-    cost_of(text, u64::MAX).unwrap_or(u64::MAX) * SAFETY_PERCENT / 100
+/// The count of `text` in thousandths of a token before the safety margin ("raw"): raw counts of
+/// adjacent texts add up to the raw count of the whole where [`seam_raw`] says so.
+pub(crate) fn raw_cost(text: &str) -> u64 {
+    cost_of(text, u64::MAX).unwrap_or(u64::MAX)
 }
 
-/// [`count_tokens_milli`], or `None` as soon as the count exceeds `limit` thousandths: deciding
-/// that a large text is over a budget then costs only about the budget's worth of scanning.
-pub(crate) fn count_tokens_milli_within(text: &str, limit: u64) -> Option<u64> {
+/// [`raw_cost`], or `None` as soon as the estimate with its margin ([`milli_of_raw`]) exceeds
+/// `limit` thousandths: deciding that a large text is over a budget then costs only about the
+/// budget's worth of scanning.
+pub(crate) fn raw_cost_within(text: &str, limit: u64) -> Option<u64> {
     let raw_limit = limit.saturating_mul(100) / SAFETY_PERCENT + 1;
-    let milli = cost_of(text, raw_limit)? * SAFETY_PERCENT / 100;
-    (milli <= limit).then_some(milli)
+    let raw = cost_of(text, raw_limit)?;
+    (milli_of_raw(raw) <= limit).then_some(raw)
+}
+
+/// The estimate in thousandths of a token, margin included, of a raw count: sums of these over
+/// adjacent pieces of text estimate the whole better than sums of rounded counts.
+pub(crate) fn milli_of_raw(raw: u64) -> u64 {
+    raw * SAFETY_PERCENT / 100
+}
+
+/// [`count_tokens`] of a text whose raw count is `raw`.
+pub(crate) fn tokens_of_raw(raw: u64) -> usize {
+    milli_of_raw(raw).div_ceil(ONE) as usize
+}
+
+/// The raw cost that the whitespace `text[end..start]` adds between two texts counted on their
+/// own, `text[..end]` (ending on a non-whitespace character) and `text[start..]` (starting on
+/// one), when a scan of a text spanning both provably takes the same pieces as the two scans
+/// plus that whitespace; `None` otherwise, and the caller counts the whole.
+///
+/// Why it adds up: a piece never looks past whitespace, except that punctuation takes the line
+/// breaks right after it, and that a space leads the word or punctuation after it. So the first
+/// text's pieces are the same; what is left of the whitespace is one piece when it ends in a
+/// line break, after which the second text is scanned from its start as on its own; and when it
+/// ends in a space, its line breaks and indentation are pieces and the last space leads the
+/// second text's first piece at no cost, which is then the same piece as on its own if that
+/// starts with a letter, or with punctuation other than a quote that no letter follows.
+pub(crate) fn seam_raw(text: &str, end: usize, start: usize) -> Option<u64> {
+    let bytes = text.as_bytes();
+    let gap = bytes.get(end..start)?;
+    if gap.is_empty() || !gap.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'\x0b' | b'\x0c')) {
+        return None;
+    }
+    let before = text.get(..end)?.chars().next_back()?;
+    let before_class = if before.is_ascii() { ASCII_CLASS[before as usize] } else { char_class(before) };
+    let taken = if before_class == Class::Punct {
+        gap.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count()
+    } else {
+        0
+    };
+    let rest = &gap[taken..];
+    let piece_cost = |len: usize| ONE + (len as u64 / 64) * ONE;
+    match rest.last() {
+        None => Some(0),
+        Some(b'\r' | b'\n') => Some(piece_cost(rest.len())),
+        Some(b' ') => {
+            let first = *bytes.get(start)?;
+            let second = bytes.get(start + 1).copied();
+            let led = first.is_ascii_alphabetic()
+                || (first < 0x80
+                    && ASCII_CLASS[usize::from(first)] == Class::Punct
+                    && first != b'\''
+                    && second.is_none_or(|b| b < 0x80 && !b.is_ascii_alphabetic()));
+            if !led {
+                return None;
+            }
+            let after_break = rest.iter().rposition(|b| matches!(b, b'\r' | b'\n')).map_or(0, |k| k + 1);
+            let last = rest.len() - 1;
+            let breaks = if after_break > 0 { piece_cost(after_break) } else { 0 };
+            let indentation = if last > after_break { piece_cost(last - after_break) } else { 0 };
+            Some(breaks + indentation)
+        }
+        _ => None,
+    }
 }
 
 /// The per-piece costs below are fitted to the real tokenizer's average; this margin turns the
@@ -620,9 +683,10 @@ mod tests {
     #[test]
     fn capped_count_agrees_with_the_full_count() {
         let text = "export function add(a: number, b: number): number {\n  return a + b;\n}\n".repeat(20);
-        let full = count_tokens_milli(&text);
-        assert_eq!(count_tokens_milli_within(&text, full), Some(full));
-        assert_eq!(count_tokens_milli_within(&text, full - 1), None);
-        assert_eq!(count_tokens_milli_within(&text, 1000), None);
+        let raw = raw_cost(&text);
+        let full = milli_of_raw(raw);
+        assert_eq!(raw_cost_within(&text, full), Some(raw));
+        assert_eq!(raw_cost_within(&text, full - 1), None);
+        assert_eq!(raw_cost_within(&text, 1000), None);
     }
 }
