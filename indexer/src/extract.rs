@@ -6,12 +6,14 @@
 //! to kind ids once per language) and runs the handler, which emits symbols and imports through
 //! the [`Walker`]'s small API (`emit`, `bind`, `mark_exported`, `import`, `opaque`). Subtrees in
 //! which no *landmark* word starts (`function`, `class`, `=>`, `require` ...) are not entered,
-//! which skips most expressions and function bodies. Export flags, overload signatures and
-//! order are settled once at the end.
+//! which skips most expressions and function bodies; inside an anonymous function, whose
+//! declarations are locals, only the words of module loads and exports count. Export flags,
+//! overload signatures and order are settled once at the end.
 //!
 //! **Adding a language** (Python, Rust, Go ...): add its variant and grammar in `lang.rs`, then a
 //! module beside `extract/ecmascript.rs` holding a `RULES` table of `(node kind, handler)` pairs,
-//! its `LANDMARKS` words and the handlers: a declaration handler reads the name field and calls
+//! its `LANDMARKS` words (with the `local_words` of whatever its handlers still record inside an
+//! anonymous function) and the handlers: a declaration handler reads the name field and calls
 //! `Walker::emit` (the walker computes parents, qualified names, lines and signatures); an
 //! import handler calls `Walker::import`; function-like nodes that are not symbols call
 //! `Walker::opaque` so their locals stay out. Finally map the language to both in [`rules`].
