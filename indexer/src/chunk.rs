@@ -14,8 +14,8 @@
 //!    A unit with no children, or nested deeper than [`MAX_SPLIT_DEPTH`] splits, is cut into
 //!    lines instead; a single line over the budget is cut at whitespace. The traversal uses an
 //!    explicit stack, so deep trees cannot overflow the call stack. Token counts stop at the
-//!    budget, so each byte is counted about twice in all (once as part of an atom, once in its
-//!    chunk) whatever the nesting.
+//!    budget, so each byte is counted at most about twice in all (once as part of an atom, once
+//!    in its chunk when the chunk's count does not add up from its atoms) whatever the nesting.
 //! 3. Atoms are packed in order. Every cut between two atoms has a priority: between two units
 //!    (statements, declarations, members, comments), shallower first; then where a header ends
 //!    and a body starts; then before a closing token; then inside a header or an expression;
@@ -25,8 +25,10 @@
 //!    once a chunk holds `min_tokens` it stops at the next boundary of a declaration (function,
 //!    class, method, interface ...), so small declarations merge but large ones stand alone.
 //!    When the next atom does not fit, the chunk is cut at its best boundary instead of the last.
-//!    Every chunk's tokens are then counted exactly with [`count_tokens`] and a chunk over the
-//!    budget is cut again at its best boundary.
+//!    Every chunk's tokens are then counted exactly, as [`count_tokens`] counts its text, and a
+//!    chunk over the budget is cut again at its best boundary. The exact count is added up from
+//!    the atoms' own exact counts where the whitespace between them allows it (see
+//!    [`seam_raw`]); only the other chunks are scanned again.
 //!
 //! Without a tree (the parse was refused or timed out, or the tree does not match the text), the
 //! file is cut into lines packed to the budget, preferring blank lines as cuts.
@@ -48,8 +50,8 @@
 
 use crate::extract::Symbol;
 use crate::hash::ContentHash;
-use crate::lang::Language;
-use crate::tokens::{count_tokens, count_tokens_milli, count_tokens_milli_within};
+use crate::lang::{Language, NodeExt};
+use crate::tokens::{count_tokens, milli_of_raw, raw_cost, raw_cost_within, seam_raw, tokens_of_raw};
 
 /// Bumped whenever the chunker's output for the same input can change; stored with each file so
 /// a new chunker re-chunks exactly the files chunked by an older one.
@@ -239,7 +241,11 @@ impl Chunker {
     fn push_verified(&self, text: &str, atoms: &[Atom], start: usize, end: usize, groups: &mut Vec<Group>) {
         let mut pending = vec![(start, end)];
         while let Some((a, b)) = pending.pop() {
-            let tokens = count_tokens(&text[atoms[a].start..atoms[b - 1].end]);
+            // Most chunks' counts follow from their atoms' exact counts, without a second scan.
+            let tokens = match composed_raw(text, &atoms[a..b]) {
+                Some(raw) => tokens_of_raw(raw),
+                None => count_tokens(&text[atoms[a].start..atoms[b - 1].end]),
+            };
             let tokens = u32::try_from(tokens).unwrap_or(u32::MAX);
             if tokens <= self.max_tokens || b - a == 1 {
                 groups.push(Group { start: a, end: b, tokens });
@@ -257,12 +263,31 @@ impl Chunker {
     }
 }
 
+/// The exact count of the text from the first atom's start to the last one's end, before the
+/// safety margin, when every atom's own is known and every seam between two of them lets a
+/// count of the whole add up to the parts (see [`seam_raw`]); `None` otherwise.
+fn composed_raw(text: &str, atoms: &[Atom]) -> Option<u64> {
+    let mut raw = atoms.first()?.raw?;
+    for pair in atoms.windows(2) {
+        raw += seam_raw(text, pair[0].end, pair[1].start)? + pair[1].raw?;
+    }
+    Some(raw)
+}
+
 /// A chunk under construction: a range of atoms and its exact token count.
 #[derive(Debug, Clone, Copy)]
 struct Group {
     start: usize,
     end: usize,
     tokens: u32,
+}
+
+/// A child node's token counts: the estimate the packer adds up ([`OVER_BUDGET`] when over the
+/// budget) and the exact count before the safety margin (`None` when over).
+#[derive(Debug, Clone, Copy, Default)]
+struct Count {
+    milli: u64,
+    raw: Option<u64>,
 }
 
 /// The cut to make when atoms[i..j] fit but atoms[j] does not: a boundary `k` in `i + 1..=j`
@@ -299,6 +324,9 @@ struct Atom {
     end: usize,
     /// Estimated thousandths of tokens.
     milli: u64,
+    /// The exact count of its text before the safety margin, when known: an atom of one node or
+    /// line, or of nodes whose seams add up (see [`seam_raw`]).
+    raw: Option<u64>,
     /// The cut between the previous atom and this one.
     before: Boundary,
     origin: Origin,
@@ -376,6 +404,8 @@ struct Unit {
     /// Exact tokens and the unrounded estimate (both saturated when over the budget).
     tokens: u32,
     milli: u64,
+    /// The exact count of its text before the safety margin, when it adds up from its children.
+    raw: Option<u64>,
     oversized: bool,
     /// A statement, declaration, member or comment (as opposed to a token or an expression).
     unit: bool,
@@ -449,7 +479,7 @@ fn tree_atoms(text: &str, tree: &tree_sitter::Tree, max_tokens: u32) -> Option<V
 fn push_unit<'t>(
     text: &str,
     children: &[tree_sitter::Node<'t>],
-    child_milli: &[u64],
+    child_milli: &[Count],
     unit: &Unit,
     depth: usize,
     before: Boundary,
@@ -462,6 +492,7 @@ fn push_unit<'t>(
             start: unit.start,
             end: unit.end,
             milli: unit.milli,
+            raw: unit.raw,
             before,
             origin,
             in_split,
@@ -492,13 +523,13 @@ fn push_unit<'t>(
     Some(())
 }
 
-/// Schedules an attachment of a split unit (estimated at `milli`) as an atom of its own, or as
+/// Schedules an attachment of a split unit (counted as `count`) as an atom of its own, or as
 /// lines when over the budget; returns the estimate, 0 for lines (which the packer places
 /// freely).
 fn push_piece(
     text: &str,
     node: tree_sitter::Node<'_>,
-    milli: u64,
+    count: Count,
     before: Boundary,
     in_split: bool,
     stack: &mut Vec<Work<'_>>,
@@ -506,11 +537,21 @@ fn push_piece(
     let Some((start, end)) = trim(text, node.start_byte(), node.end_byte())? else {
         return Some(0);
     };
+    let Count { milli, raw } = count;
     if milli == OVER_BUDGET {
         stack.push(Work::Lines { start, end, before, in_split });
         return Some(0);
     }
-    stack.push(Work::Atom(Atom { start, end, milli, before, origin: Origin::Node, in_split, core: None }));
+    stack.push(Work::Atom(Atom {
+        start,
+        end,
+        milli,
+        raw,
+        before,
+        origin: Origin::Node,
+        in_split,
+        core: None,
+    }));
     Some(milli)
 }
 
@@ -528,7 +569,7 @@ fn group_units(
     carry: u64,
     max_tokens: u32,
     units: &mut Vec<Unit>,
-    child_milli: &mut Vec<u64>,
+    child_milli: &mut Vec<Count>,
 ) -> Option<()> {
     units.clear();
     // Index of the first comment or decorator waiting for the node it documents.
@@ -552,7 +593,7 @@ fn group_units(
             }
             pending = None;
         }
-        if is_comment(*child) || child.kind() == "decorator" {
+        if is_comment(*child) || child.kind_name() == "decorator" {
             pending.get_or_insert(idx);
             continue;
         }
@@ -566,7 +607,7 @@ fn group_units(
     }
     let budget = u64::from(max_tokens) * 1000;
     child_milli.clear();
-    child_milli.resize(children.len(), 0);
+    child_milli.resize(children.len(), Count::default());
     let mut glued = carry;
     let mut kept = 0;
     for k in 0..units.len() {
@@ -583,6 +624,9 @@ fn group_units(
         // what is glued before it): a large unit is split whatever its exact size.
         let mut total: u64 = 0;
         let mut over = false;
+        // The exact count of the unit's text, and where the last child counted ends.
+        let mut raw = Some(0);
+        let mut previous_end = None;
         for idx in unit.first..=unit.last {
             let node = children[idx];
             if idx > unit.first {
@@ -595,25 +639,41 @@ fn group_units(
             } else {
                 budget
             };
-            let milli = match trim(text, node.start_byte(), node.end_byte())? {
-                None => 0,
-                Some((s, e)) => count_tokens_milli_within(&text[s..e], limit).unwrap_or_else(|| {
-                    over = true;
-                    OVER_BUDGET
-                }),
+            let count = match trim(text, node.start_byte(), node.end_byte())? {
+                None => {
+                    raw = None;
+                    Count { milli: 0, raw: None }
+                }
+                Some((s, e)) => {
+                    let child_raw = raw_cost_within(&text[s..e], limit);
+                    let seam = match previous_end {
+                        Some(previous) => seam_raw(text, previous, s),
+                        None => Some(0),
+                    };
+                    raw = raw.zip(seam).zip(child_raw).map(|((r, g), c)| r + g + c);
+                    previous_end = Some(e);
+                    match child_raw {
+                        Some(child_raw) => Count { milli: milli_of_raw(child_raw), raw: Some(child_raw) },
+                        None => {
+                            over = true;
+                            Count { milli: OVER_BUDGET, raw: None }
+                        }
+                    }
+                }
             };
-            child_milli[idx] = milli;
-            total = total.saturating_add(milli);
+            child_milli[idx] = count;
+            total = total.saturating_add(count.milli);
         }
         unit.start = start;
         unit.end = end;
         unit.carry = glued;
         unit.milli = total;
+        unit.raw = raw;
         unit.tokens = tokens_of(total);
         unit.oversized = over || unit.tokens > max_tokens;
         unit.unit = is_unit(main);
         unit.wrapper = is_wrapper_keyword(main);
-        if main.is_named() && !is_comment(main) && main.kind() != "decorator" {
+        if main.is_named() && !is_comment(main) && main.kind_name() != "decorator" {
             let decl = declaration(main);
             unit.symbol = is_symbol(decl);
             unit.core = Some((decl.start_byte(), decl.end_byte()));
@@ -642,6 +702,7 @@ impl Unit {
             end: 0,
             tokens: 0,
             milli: 0,
+            raw: None,
             oversized: false,
             unit: false,
             symbol: false,
@@ -654,7 +715,7 @@ impl Unit {
 
 /// A `;` or `,` after a node, or a comment on the line where the previous unit ends.
 fn is_trailing(text: &str, node: tree_sitter::Node<'_>, previous_end: usize) -> Option<bool> {
-    if !node.is_named() && matches!(node.kind(), ";" | ",") {
+    if !node.is_named() && matches!(node.kind_name(), ";" | ",") {
         return Some(true);
     }
     if is_comment(node) {
@@ -670,18 +731,18 @@ fn blank_line_between(text: &str, start: usize, end: usize) -> Option<bool> {
 }
 
 fn is_comment(node: tree_sitter::Node<'_>) -> bool {
-    matches!(node.kind(), "comment" | "html_comment")
+    matches!(node.kind_name(), "comment" | "html_comment")
 }
 
 /// Keywords that lead a declaration without being part of the symbol's own range in some
 /// extractions (`export`, `export default`, `declare`, `const`).
 fn is_wrapper_keyword(node: tree_sitter::Node<'_>) -> bool {
-    !node.is_named() && matches!(node.kind(), "export" | "default" | "declare" | "const" | "let" | "var")
+    !node.is_named() && matches!(node.kind_name(), "export" | "default" | "declare" | "const" | "let" | "var")
 }
 
 /// Statements, declarations, members and comments: the nodes a cut between two of is clean.
 fn is_unit(node: tree_sitter::Node<'_>) -> bool {
-    let kind = node.kind();
+    let kind = node.kind_name();
     node.is_named()
         && (kind.ends_with("_statement")
             || kind.ends_with("_declaration")
@@ -718,16 +779,14 @@ fn declaration(node: tree_sitter::Node<'_>) -> tree_sitter::Node<'_> {
     let mut node = node;
     // A few wrappers at most; the bound keeps odd trees from looping.
     for _ in 0..4 {
-        let inner = match node.kind() {
-            "export_statement" => {
-                node.child_by_field_name("declaration").or_else(|| node.child_by_field_name("value"))
-            }
+        let inner = match node.kind_name() {
+            "export_statement" => node.field("declaration").or_else(|| node.field("value")),
             "ambient_declaration" => node.named_child(0),
-            "expression_statement" => node.named_child(0).filter(|n| n.kind() == "internal_module"),
+            "expression_statement" => node.named_child(0).filter(|n| n.kind_name() == "internal_module"),
             "lexical_declaration" | "variable_declaration" => {
                 let mut cursor = node.walk();
                 let mut declarators =
-                    node.named_children(&mut cursor).filter(|n| n.kind() == "variable_declarator");
+                    node.named_children(&mut cursor).filter(|n| n.kind_name() == "variable_declarator");
                 match (declarators.next(), declarators.next()) {
                     (Some(only), None) => Some(only),
                     _ => None,
@@ -746,7 +805,7 @@ fn declaration(node: tree_sitter::Node<'_>) -> tree_sitter::Node<'_> {
 /// Whether a (unwrapped) node declares a function, class, method, interface, enum, type alias
 /// or namespace, or binds a function or class to a name.
 fn is_symbol(node: tree_sitter::Node<'_>) -> bool {
-    match node.kind() {
+    match node.kind_name() {
         "function_declaration"
         | "generator_function_declaration"
         | "function_signature"
@@ -766,9 +825,9 @@ fn is_symbol(node: tree_sitter::Node<'_>) -> bool {
         | "generator_function"
         | "class" => true,
         "variable_declarator" | "public_field_definition" | "field_definition" | "pair" => {
-            node.child_by_field_name("value").is_some_and(|value| {
+            node.field("value").is_some_and(|value| {
                 matches!(
-                    value.kind(),
+                    value.kind_name(),
                     "arrow_function" | "function_expression" | "function" | "generator_function" | "class"
                 )
             })
@@ -799,11 +858,12 @@ fn push_lines(
                 let paragraph = blank_line_between(text, previous_end, s).unwrap_or(false);
                 boundary = if paragraph { Boundary::PARAGRAPH } else { Boundary::LINE };
             }
-            match count_tokens_milli_within(&text[s..e], u64::from(max_tokens) * 1000) {
-                Some(milli) => atoms.push(Atom {
+            match raw_cost_within(&text[s..e], u64::from(max_tokens) * 1000) {
+                Some(raw) => atoms.push(Atom {
                     start: s,
                     end: e,
-                    milli,
+                    milli: milli_of_raw(raw),
+                    raw: Some(raw),
                     before: boundary,
                     origin: Origin::Line,
                     in_split,
@@ -828,11 +888,12 @@ fn push_words(text: &str, start: usize, end: usize, before: Boundary, in_split: 
             (false, None) => word_start = Some(start + offset),
             (true, Some(s)) => {
                 let e = start + offset;
-                let milli = count_tokens_milli(&text[s..e]);
+                let raw = raw_cost(&text[s..e]);
                 atoms.push(Atom {
                     start: s,
                     end: e,
-                    milli,
+                    milli: milli_of_raw(raw),
+                    raw: Some(raw),
                     before: boundary,
                     origin: Origin::Line,
                     in_split,

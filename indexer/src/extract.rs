@@ -6,12 +6,14 @@
 //! to kind ids once per language) and runs the handler, which emits symbols and imports through
 //! the [`Walker`]'s small API (`emit`, `bind`, `mark_exported`, `import`, `opaque`). Subtrees in
 //! which no *landmark* word starts (`function`, `class`, `=>`, `require` ...) are not entered,
-//! which skips most expressions and function bodies. Export flags, overload signatures and
-//! order are settled once at the end.
+//! which skips most expressions and function bodies; inside an anonymous function, whose
+//! declarations are locals, only the words of module loads and exports count. Export flags,
+//! overload signatures and order are settled once at the end.
 //!
 //! **Adding a language** (Python, Rust, Go ...): add its variant and grammar in `lang.rs`, then a
 //! module beside `extract/ecmascript.rs` holding a `RULES` table of `(node kind, handler)` pairs,
-//! its `LANDMARKS` words and the handlers: a declaration handler reads the name field and calls
+//! its `LANDMARKS` words (with the `local_words` of whatever its handlers still record inside an
+//! anonymous function) and the handlers: a declaration handler reads the name field and calls
 //! `Walker::emit` (the walker computes parents, qualified names, lines and signatures); an
 //! import handler calls `Walker::import`; function-like nodes that are not symbols call
 //! `Walker::opaque` so their locals stay out. Finally map the language to both in [`rules`].
@@ -32,7 +34,7 @@ use std::sync::OnceLock;
 
 use tree_sitter::{Node, Point, TreeCursor};
 
-use crate::lang::Language;
+use crate::lang::{Language, NodeExt};
 
 /// What kind of declaration a symbol is. Stored as [`SymbolKind::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -420,14 +422,16 @@ impl<'s, 't> Walker<'s, 't> {
         if !self.bindings.is_empty()
             && let Some(binding) = self.bindings.remove(&node.id())
         {
-            let visit = Visit { node, depth, field: cursor.field_name(), lead };
+            let visit = Visit { node, depth, field: node.field_name(cursor.field_id()), lead };
             if self.emit(&visit, binding.decl).is_none() {
                 self.opaque(&visit);
             }
             return Descend::Yes;
         }
         match rules.handler(&node) {
-            Some(handler) => handler(self, &Visit { node, depth, field: cursor.field_name(), lead }),
+            Some(handler) => {
+                handler(self, &Visit { node, depth, field: node.field_name(cursor.field_id()), lead })
+            }
             None => Descend::Yes,
         }
     }
@@ -435,25 +439,26 @@ impl<'s, 't> Walker<'s, 't> {
     /// Whether the children of `node` (already visited) can be skipped because no landmark of
     /// anything extractable starts inside it. Inside a function body only nested functions,
     /// classes, type declarations, module loads and CommonJS exports matter; at module level
-    /// declarations too. A class body is always entered: its members carry no keyword. Most of
-    /// a file's expressions and function bodies are skipped this way, which keeps extraction
-    /// cheap next to parsing.
+    /// declarations too; inside an anonymous function, whose declarations are locals, only
+    /// module loads and exports. A class body is always entered: its members carry no keyword.
+    /// Most of a file's expressions and function bodies are skipped this way, which keeps
+    /// extraction cheap next to parsing.
     fn skippable(&self, node: &Node<'_>, landmarks: &Landmarks) -> bool {
-        let in_function = match self.scopes.last() {
-            None => false,
-            Some(Scope { symbol: None, .. }) => true,
+        let offsets = match self.scopes.last() {
+            None => &landmarks.all,
+            Some(Scope { symbol: None, .. }) => &landmarks.local,
             Some(Scope { symbol: Some(i), .. }) => match self.drafts[*i].symbol.kind {
                 SymbolKind::Class => return false,
                 SymbolKind::Function
                 | SymbolKind::Method
                 | SymbolKind::Constructor
                 | SymbolKind::Getter
-                | SymbolKind::Setter => true,
-                _ => false,
+                | SymbolKind::Setter => &landmarks.inner,
+                _ => &landmarks.all,
             },
         };
         let (start, end) = (node.start_byte(), node.end_byte());
-        !landmarks.any_within(start, end, in_function)
+        !Landmarks::any_within(offsets, start, end)
             && !self.bindings.values().any(|b| (start..end).contains(&b.start))
     }
 
@@ -632,6 +637,9 @@ pub(crate) struct LandmarkSpec {
     pub module_words: &'static [&'static str],
     /// Punctuation that matters anywhere, matched at any position.
     pub punctuation: &'static [&'static str],
+    /// The words (of either list above) that matter inside an anonymous function, where
+    /// declarations are locals: what loads a module or exports from one.
+    pub local_words: &'static [&'static str],
 }
 
 /// Sorted byte offsets of landmarks in one text. Strings and comments are not excluded: a
@@ -641,48 +649,87 @@ struct Landmarks {
     inner: Vec<usize>,
     /// Every landmark.
     all: Vec<usize>,
+    /// Landmarks that matter inside anonymous functions.
+    local: Vec<usize>,
 }
 
 impl Landmarks {
     fn find(text: &str, spec: &LandmarkSpec) -> Landmarks {
         let bytes = text.as_bytes();
-        let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'$' || b >= 0x80;
+        // Which (first byte, length) pairs any landmark word has, so that most words are
+        // rejected without comparing them; bit 31 stands for every length from 31 up.
+        let mut shapes = [0u32; 256];
+        for word in spec.words.iter().chain(spec.module_words) {
+            if let Some(&first) = word.as_bytes().first() {
+                shapes[usize::from(first)] |= 1 << word.len().min(31);
+            }
+        }
+        let mut punctuation_starts = [false; 256];
+        for p in spec.punctuation {
+            match p.as_bytes().first() {
+                Some(&first) => punctuation_starts[usize::from(first)] = true,
+                None => punctuation_starts = [true; 256],
+            }
+        }
         let mut inner = Vec::new();
         let mut all = Vec::new();
+        let mut local = Vec::new();
         let mut i = 0;
         while i < bytes.len() {
             let b = bytes[i];
-            if is_word(b) {
+            if WORD_BYTE[usize::from(b)] {
                 let start = i;
-                while i < bytes.len() && is_word(bytes[i]) {
+                i += 1;
+                while i < bytes.len() && WORD_BYTE[usize::from(bytes[i])] {
                     i += 1;
                 }
                 let word = &bytes[start..i];
+                if shapes[usize::from(b)] & (1 << word.len().min(31)) == 0 {
+                    continue;
+                }
                 if spec.words.iter().any(|w| w.as_bytes() == word) {
                     inner.push(start);
                     all.push(start);
                 } else if spec.module_words.iter().any(|w| w.as_bytes() == word) {
                     all.push(start);
+                } else {
+                    continue;
+                }
+                if spec.local_words.iter().any(|w| w.as_bytes() == word) {
+                    local.push(start);
                 }
                 continue;
             }
-            if spec.punctuation.iter().any(|p| bytes[i..].starts_with(p.as_bytes())) {
+            if punctuation_starts[usize::from(b)]
+                && spec.punctuation.iter().any(|p| bytes[i..].starts_with(p.as_bytes()))
+            {
                 inner.push(i);
                 all.push(i);
             }
             i += 1;
         }
-        Landmarks { inner, all }
+        Landmarks { inner, all, local }
     }
 
-    /// Whether a landmark starts in `start..end`; `in_function` considers only the landmarks
-    /// that matter inside function bodies.
-    fn any_within(&self, start: usize, end: usize, in_function: bool) -> bool {
-        let offsets = if in_function { &self.inner } else { &self.all };
+    /// Whether one of `offsets` (one of the sorted lists above) lies in `start..end`.
+    fn any_within(offsets: &[usize], start: usize, end: usize) -> bool {
         let i = offsets.partition_point(|&o| o < start);
         offsets.get(i).is_some_and(|&o| o < end)
     }
 }
+
+/// The bytes words are made of: ASCII letters and digits, `_`, `$`, and every byte of a
+/// non-ASCII character.
+static WORD_BYTE: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let byte = b as u8;
+        table[b] = byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$' || byte >= 0x80;
+        b += 1;
+    }
+    table
+};
 
 /// The longest signature kept, in characters.
 const MAX_SIGNATURE_CHARS: usize = 200;

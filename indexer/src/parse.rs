@@ -181,6 +181,17 @@ fn exceeds_depth(language: Language, bytes: &[u8], max_depth: usize) -> Option<u
     let mut i = 0;
     while i < bytes.len() {
         let b = bytes[i];
+        if !DEPTH_SPECIAL[usize::from(b)] {
+            // Most bytes only move `prev`: skip their run in a tight loop.
+            let start = i;
+            while i < bytes.len() && !DEPTH_SPECIAL[usize::from(bytes[i])] {
+                i += 1;
+            }
+            if let Some(&last) = bytes[start..i].iter().rev().find(|b| !b.is_ascii_whitespace()) {
+                prev = last;
+            }
+            continue;
+        }
         match b {
             b'\n' => line += 1,
             b'(' | b'[' | b'{' => {
@@ -250,6 +261,18 @@ fn exceeds_depth(language: Language, bytes: &[u8], max_depth: usize) -> Option<u
     }
     None
 }
+
+/// The bytes [`exceeds_depth`] looks at: line breaks, brackets, slashes, quotes and `<`.
+static DEPTH_SPECIAL: [bool; 256] = {
+    let mut table = [false; 256];
+    let special = b"\n([{)]}/'\"<";
+    let mut k = 0;
+    while k < special.len() {
+        table[special[k] as usize] = true;
+        k += 1;
+    }
+    table
+};
 
 /// Collects `ERROR` and `MISSING` nodes, capped, walking with a cursor (never recursion) and
 /// entering only subtrees that contain an error, so a clean tree costs one check.

@@ -1,6 +1,7 @@
 //! The indexing pipeline: walk, read, parse, extract, chunk and hash each file in parallel with
 //! rayon, then resolve imports into the graph. The output is identical to a sequential run.
 
+use std::cell::Cell;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -100,8 +101,14 @@ impl Pipeline {
         &self.chunker
     }
 
-    /// Analyzes one decoded file: parse, extract, chunk. Pure and infallible.
+    /// Analyzes one decoded file: parse, extract, chunk. Infallible, and its result depends on
+    /// `source` alone (the tree it keeps until the next call on this thread is only memory).
     pub fn analyze(&self, source: SourceFile) -> FileAnalysis {
+        // The previous file's tree is freed here, right before parsing, rather than when that
+        // file was done: the parse then reuses its small blocks straight from the allocator's
+        // free lists. Freed earlier, the next file's text buffer (a large allocation) would make
+        // glibc first merge all of them, and the parse carve its nodes from the merged blocks.
+        drop(PREVIOUS_TREE.take());
         let parsed = parse::parse(source.language, &source.text, &self.limits);
         let extracted = match &parsed.tree {
             Some(tree) => extract::extract(source.language, &source.text, tree),
@@ -110,6 +117,7 @@ impl Pipeline {
         let chunks =
             self.chunker.chunk(source.language, &source.text, parsed.tree.as_ref(), &extracted.symbols);
         let line_count = line_count(&source.text);
+        PREVIOUS_TREE.set(parsed.tree);
         FileAnalysis {
             path: source.path,
             language: source.language,
@@ -147,6 +155,8 @@ impl Pipeline {
                 })
             })
             .collect();
+        // The last tree each worker kept (see `analyze`) is not needed any more.
+        rayon::broadcast(|_| drop(PREVIOUS_TREE.take()));
         if stop.load(Ordering::Relaxed) {
             return Err(crate::Error::Stopped);
         }
@@ -184,6 +194,12 @@ impl Pipeline {
         let dirs = DirHashes::build(files.iter().map(|f| (f.path.as_str(), f.content_hash)));
         Ok(RepoIndex { files, skipped, resolutions, graph, dirs })
     }
+}
+
+thread_local! {
+    /// The tree of the file this thread analyzed last, freed when it analyzes the next one (see
+    /// [`Pipeline::analyze`]) or at the end of [`Pipeline::analyze_entries`].
+    static PREVIOUS_TREE: Cell<Option<tree_sitter::Tree>> = const { Cell::new(None) };
 }
 
 /// Lines in `text`: a final line without a newline counts, an empty text has none.

@@ -21,6 +21,8 @@
 //! real tokenizer (the `tiktoken-rs` crate, a dev-dependency that embeds the cl100k ranks, so it
 //! runs offline) on every TypeScript/JavaScript file under `fixtures/`.
 
+use std::cell::Cell;
+
 /// Cost unit: one thousandth of a token.
 const ONE: u64 = 1000;
 
@@ -29,21 +31,84 @@ const ONE: u64 = 1000;
 /// On source code the estimate is typically 5-25% above the real count and rarely below it.
 /// Linear in the length of `text`; allocates nothing.
 pub fn count_tokens(text: &str) -> usize {
-    count_tokens_milli(text).div_ceil(ONE) as usize
+    tokens_of_raw(raw_cost(text))
 }
 
-/// [`count_tokens`] in thousandths of a token, before rounding up: sums of these over adjacent
-/// pieces of text estimate the whole better than sums of rounded counts.
-pub(crate) fn count_tokens_milli(text: &str) -> u64 {
-    cost_of(text, u64::MAX).unwrap_or(u64::MAX) * SAFETY_PERCENT / 100
+/// The count of `text` in thousandths of a token before the safety margin ("raw"): raw counts of
+/// adjacent texts add up to the raw count of the whole where [`seam_raw`] says so.
+pub(crate) fn raw_cost(text: &str) -> u64 {
+    cost_of(text, u64::MAX).unwrap_or(u64::MAX)
 }
 
-/// [`count_tokens_milli`], or `None` as soon as the count exceeds `limit` thousandths: deciding
-/// that a large text is over a budget then costs only about the budget's worth of scanning.
-pub(crate) fn count_tokens_milli_within(text: &str, limit: u64) -> Option<u64> {
+/// [`raw_cost`], or `None` as soon as the estimate with its margin ([`milli_of_raw`]) exceeds
+/// `limit` thousandths: deciding that a large text is over a budget then costs only about the
+/// budget's worth of scanning.
+pub(crate) fn raw_cost_within(text: &str, limit: u64) -> Option<u64> {
     let raw_limit = limit.saturating_mul(100) / SAFETY_PERCENT + 1;
-    let milli = cost_of(text, raw_limit)? * SAFETY_PERCENT / 100;
-    (milli <= limit).then_some(milli)
+    let raw = cost_of(text, raw_limit)?;
+    (milli_of_raw(raw) <= limit).then_some(raw)
+}
+
+/// The estimate in thousandths of a token, margin included, of a raw count: sums of these over
+/// adjacent pieces of text estimate the whole better than sums of rounded counts.
+pub(crate) fn milli_of_raw(raw: u64) -> u64 {
+    raw * SAFETY_PERCENT / 100
+}
+
+/// [`count_tokens`] of a text whose raw count is `raw`.
+pub(crate) fn tokens_of_raw(raw: u64) -> usize {
+    milli_of_raw(raw).div_ceil(ONE) as usize
+}
+
+/// The raw cost that the whitespace `text[end..start]` adds between two texts counted on their
+/// own, `text[..end]` (ending on a non-whitespace character) and `text[start..]` (starting on
+/// one), when a scan of a text spanning both provably takes the same pieces as the two scans
+/// plus that whitespace; `None` otherwise, and the caller counts the whole.
+///
+/// Why it adds up: a piece never looks past whitespace, except that punctuation takes the line
+/// breaks right after it, and that a space leads the word or punctuation after it. So the first
+/// text's pieces are the same; what is left of the whitespace is one piece when it ends in a
+/// line break, after which the second text is scanned from its start as on its own; and when it
+/// ends in a space, its line breaks and indentation are pieces and the last space leads the
+/// second text's first piece at no cost, which is then the same piece as on its own if that
+/// starts with a letter, or with punctuation other than a quote that no letter follows.
+pub(crate) fn seam_raw(text: &str, end: usize, start: usize) -> Option<u64> {
+    let bytes = text.as_bytes();
+    let gap = bytes.get(end..start)?;
+    if gap.is_empty() || !gap.iter().all(|b| matches!(b, b' ' | b'\t' | b'\r' | b'\n' | b'\x0b' | b'\x0c')) {
+        return None;
+    }
+    let before = text.get(..end)?.chars().next_back()?;
+    let before_class = if before.is_ascii() { ASCII_CLASS[before as usize] } else { char_class(before) };
+    let taken = if before_class == Class::Punct {
+        gap.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count()
+    } else {
+        0
+    };
+    let rest = &gap[taken..];
+    let piece_cost = |len: usize| ONE + (len as u64 / 64) * ONE;
+    match rest.last() {
+        None => Some(0),
+        Some(b'\r' | b'\n') => Some(piece_cost(rest.len())),
+        Some(b' ') => {
+            let first = *bytes.get(start)?;
+            let second = bytes.get(start + 1).copied();
+            let led = first.is_ascii_alphabetic()
+                || (first < 0x80
+                    && ASCII_CLASS[usize::from(first)] == Class::Punct
+                    && first != b'\''
+                    && second.is_none_or(|b| b < 0x80 && !b.is_ascii_alphabetic()));
+            if !led {
+                return None;
+            }
+            let after_break = rest.iter().rposition(|b| matches!(b, b'\r' | b'\n')).map_or(0, |k| k + 1);
+            let last = rest.len() - 1;
+            let breaks = if after_break > 0 { piece_cost(after_break) } else { 0 };
+            let indentation = if last > after_break { piece_cost(last - after_break) } else { 0 };
+            Some(breaks + indentation)
+        }
+        _ => None,
+    }
 }
 
 /// The per-piece costs below are fitted to the real tokenizer's average; this margin turns the
@@ -51,46 +116,134 @@ pub(crate) fn count_tokens_milli_within(text: &str, limit: u64) -> Option<u64> {
 const SAFETY_PERCENT: u64 = 110;
 
 /// The estimated cost of `text` in thousandths of a token, or `None` once it exceeds `limit`.
+///
+/// The common ASCII pieces (a word, a word after a space or one punctuation character, a short
+/// punctuation run, a line break with indentation) are handled inline; everything else goes
+/// through [`piece`], which is the reference for all of them.
 fn cost_of(text: &str, limit: u64) -> Option<u64> {
     let bytes = text.as_bytes();
+    let len = bytes.len();
     let mut cost: u64 = 0;
     let mut i = 0;
-    while i < bytes.len() {
+    while i < len {
         if cost > limit {
             return None;
         }
-        let (class, width) = class_at(text, i);
-        match class {
-            Class::Letter => i = letters(text, i, &mut cost),
-            Class::Digit => {
-                let end = run_of(text, i, Class::Digit);
-                // cl100k groups digits by three.
-                let digits = end - i;
-                cost += digits.div_ceil(3) as u64 * ONE;
-                i = end;
-            }
-            Class::Punct => {
-                if bytes[i] == b'\''
-                    && let Some(len) = contraction(bytes, i)
-                {
-                    // `'s`, `'t`, `'re` ... are pieces of their own, even inside `'src'`.
-                    cost += ONE;
-                    i += len;
-                    continue;
-                }
-                let next = i + width;
-                if next < bytes.len() && class_at(text, next).0 == Class::Letter {
-                    // One punctuation character joins the word after it: `.map`, `(user`.
-                    cost += prefix_cost(text, i, width);
-                    i = letters(text, next, &mut cost);
-                } else {
-                    i = punctuation(text, i, &mut cost);
-                }
-            }
-            Class::Space | Class::Newline => i = whitespace(text, i, class, width, &mut cost),
+        let b = bytes[i];
+        if b >= 0x80 {
+            let (class, width) = non_ascii_class(text, i);
+            i = piece(text, i, class, width, &mut cost);
+            continue;
         }
+        let next = bytes.get(i + 1).copied();
+        i = match (ASCII_CLASS[usize::from(b)], next) {
+            (Class::Letter, _) => letters(text, i, &mut cost),
+            // ` name`: the space leads the word at no cost.
+            (Class::Space, Some(n)) if b == b' ' && n.is_ascii_alphabetic() => {
+                letters(text, i + 1, &mut cost)
+            }
+            // ` =`, ` {`: the space leads a punctuation piece.
+            (Class::Space, Some(n))
+                if b == b' ' && n < 0x80 && ASCII_CLASS[usize::from(n)] == Class::Punct =>
+            {
+                punctuation(text, i + 1, &mut cost)
+            }
+            // `.map`, `(user`: one punctuation character joins the word after it.
+            (Class::Punct, Some(n)) if b != b'\'' && n.is_ascii_alphabetic() => {
+                cost += ONE / 10;
+                letters(text, i + 1, &mut cost)
+            }
+            // A lone space before a digit, a tab before punctuation, indentation, line breaks.
+            (Class::Space, Some(n)) if n < 0x80 && !n.is_ascii_alphabetic() => {
+                ascii_whitespace(text, i, &mut cost)
+            }
+            (Class::Newline, _) | (Class::Space, None) => ascii_whitespace(text, i, &mut cost),
+            // `(`, `);`, `{` at a line's end: no word follows (a letter would have been taken above).
+            (Class::Punct, n) if b != b'\'' && n.is_none_or(|n| n < 0x80) => punctuation(text, i, &mut cost),
+            (class, _) => piece(text, i, class, 1, &mut cost),
+        };
     }
     (cost <= limit).then_some(cost)
+}
+
+/// Scans one piece starting at `i`, of the class and width given, in the general way; returns
+/// where scanning resumes.
+fn piece(text: &str, i: usize, class: Class, width: usize, cost: &mut u64) -> usize {
+    let bytes = text.as_bytes();
+    match class {
+        Class::Letter => letters(text, i, cost),
+        Class::Digit => {
+            let end = run_of(text, i, Class::Digit);
+            // cl100k groups digits by three.
+            let digits = end - i;
+            *cost += digits.div_ceil(3) as u64 * ONE;
+            end
+        }
+        Class::Punct => {
+            if bytes[i] == b'\''
+                && let Some(len) = contraction(bytes, i)
+            {
+                // `'s`, `'t`, `'re` ... are pieces of their own, even inside `'src'`.
+                *cost += ONE;
+                return i + len;
+            }
+            let next = i + width;
+            if next < bytes.len() && class_at(text, next).0 == Class::Letter {
+                // One punctuation character joins the word after it: `.map`, `(user`.
+                *cost += prefix_cost(text, i, width);
+                letters(text, next, cost)
+            } else {
+                punctuation(text, i, cost)
+            }
+        }
+        Class::Space | Class::Newline => whitespace(text, i, class, width, cost),
+    }
+}
+
+/// [`whitespace`] for a run of ASCII whitespace that no word or punctuation piece takes over
+/// (the caller checked the character after a leading space or tab), in one pass: the line breaks
+/// are one piece, the indentation but its last character another (that character leads what
+/// follows). A run that reaches non-ASCII text goes to [`whitespace`].
+#[inline(always)]
+fn ascii_whitespace(text: &str, i: usize, cost: &mut u64) -> usize {
+    let bytes = text.as_bytes();
+    let mut end = i;
+    let mut after_break = i;
+    while let Some(&b) = bytes.get(end) {
+        match b {
+            b'\n' | b'\r' => after_break = end + 1,
+            b' ' | b'\t' | b'\x0b' | b'\x0c' => {}
+            _ if b >= 0x80 => {
+                let class = ASCII_CLASS[usize::from(bytes[i])];
+                return whitespace(text, i, class, 1, cost);
+            }
+            _ => break,
+        }
+        end += 1;
+    }
+    let piece_cost = |len: usize| ONE + (len as u64 / 64) * ONE;
+    if end == bytes.len() {
+        *cost += piece_cost(end - i);
+        return end;
+    }
+    if after_break > i {
+        *cost += piece_cost(after_break - i);
+        if after_break == end {
+            return end;
+        }
+    }
+    // Indentation: all but the last character, which leads what follows (`\s+(?!\S)`).
+    let last = end - 1;
+    if last > after_break {
+        *cost += piece_cost(last - after_break);
+        return last;
+    }
+    if after_break > i {
+        return after_break;
+    }
+    // A lone whitespace character before a digit, or a tab before punctuation.
+    *cost += ONE;
+    end
 }
 
 /// The character classes cl100k's pre-tokenizer distinguishes.
@@ -151,8 +304,28 @@ fn char_class(c: char) -> Class {
         0x2010..=0x2027 | 0x2030..=0x205e | 0x2190..=0x23ff | 0x2500..=0x2775 | 0x1f300..=0x1faff => {
             Class::Punct
         }
-        _ => char_class_slow(c),
+        _ => char_class_remembered(c),
     }
+}
+
+/// [`char_class_slow`] through a small per-thread cache: texts outside the ranges above
+/// (Arabic, Indic scripts, emoji sequences) repeat few characters many times, and each Unicode
+/// table look-up costs hundreds of instructions.
+fn char_class_remembered(c: char) -> Class {
+    thread_local! {
+        static SEEN: [Cell<(char, Class)>; 256] = const { [const { Cell::new(('\0', Class::Punct)) }; 256] };
+    }
+    SEEN.with(|seen| {
+        let slot = &seen[u32::from(c) as usize % 256];
+        match slot.get() {
+            (known, class) if known == c => class,
+            _ => {
+                let class = char_class_slow(c);
+                slot.set((c, class));
+                class
+            }
+        }
+    })
 }
 
 /// The class of any character, by the Unicode properties cl100k's pattern uses.
@@ -232,39 +405,37 @@ fn non_ascii_cost(text: &str, i: usize) -> u64 {
 ///
 /// ASCII letters are costed per camelCase hump (`getElementById` is `get`, `Element`, `By`,
 /// `Id`), which is close to how the merges fall in identifiers.
+#[inline(always)]
 fn letters(text: &str, mut i: usize, cost: &mut u64) -> usize {
     let bytes = text.as_bytes();
-    let len = bytes.len();
     let mut word_cost = 0;
-    while i < len {
-        let b = bytes[i];
+    while let Some(&b) = bytes.get(i) {
         if b.is_ascii_lowercase() {
-            let start = i;
-            while i < len && bytes[i].is_ascii_lowercase() {
-                i += 1;
-            }
-            word_cost += hump_cost(i - start, false);
+            let end = lowercase_run(bytes, i + 1);
+            word_cost += hump_cost(end - i, false);
+            i = end;
         } else if b.is_ascii_uppercase() {
             let start = i;
-            while i < len && bytes[i].is_ascii_uppercase() {
+            i += 1;
+            while bytes.get(i).is_some_and(u8::is_ascii_uppercase) {
                 i += 1;
             }
             let capitals = i - start;
-            if i < len && bytes[i].is_ascii_lowercase() {
+            if bytes.get(i).is_some_and(u8::is_ascii_lowercase) {
                 // `XMLHttp`: the last capital starts the next hump.
                 if capitals >= 2 {
                     word_cost += hump_cost(capitals - 1, true);
                 }
                 let lower = i;
-                while i < len && bytes[i].is_ascii_lowercase() {
-                    i += 1;
-                }
+                i = lowercase_run(bytes, i + 1);
                 word_cost += hump_cost(i - lower + 1, false);
             } else {
                 word_cost += hump_cost(capitals, true);
             }
+        } else if b < 0x80 {
+            break;
         } else {
-            let (class, width) = class_at(text, i);
+            let (class, width) = non_ascii_class(text, i);
             if class != Class::Letter {
                 break;
             }
@@ -276,6 +447,30 @@ fn letters(text: &str, mut i: usize, cost: &mut u64) -> usize {
     i
 }
 
+/// The end of the run of ASCII lowercase letters from `i`, tested eight bytes at a time.
+#[inline(always)]
+fn lowercase_run(bytes: &[u8], mut i: usize) -> usize {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    while let Some(chunk) = bytes.get(i..i + 8).and_then(|c| <[u8; 8]>::try_from(c).ok()) {
+        let word = u64::from_le_bytes(chunk);
+        // Per byte, on its low seven bits (no carry crosses a byte): the high bit of `from_a` is
+        // set from `a` up, that of `past_z` from `{` up; the byte's own high bit rules out
+        // non-ASCII.
+        let low = word & !HIGH;
+        let from_a = low + 0x1f1f_1f1f_1f1f_1f1f;
+        let past_z = low + 0x0505_0505_0505_0505;
+        let lowercase = from_a & !past_z & !word & HIGH;
+        if lowercase != HIGH {
+            return i + ((!lowercase & HIGH).trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while bytes.get(i).is_some_and(u8::is_ascii_lowercase) {
+        i += 1;
+    }
+    i
+}
+
 /// About one token for a hump of up to seven letters, a fifth more per letter beyond; all-caps
 /// humps (`TIMEOUT`) split sooner.
 fn hump_cost(len: usize, all_upper: bool) -> u64 {
@@ -284,26 +479,34 @@ fn hump_cost(len: usize, all_upper: bool) -> u64 {
         match len {
             0..=2 => ONE,
             3 => ONE * 11 / 10,
-            n => ONE + (n - 3) * ONE / 5,
+            n => ONE + (n - 3) * (ONE / 5),
         }
     } else {
-        ONE * 105 / 100 + len.saturating_sub(7) * ONE / 5
+        ONE * 105 / 100 + len.saturating_sub(7) * (ONE / 5)
     }
 }
 
 /// Scans a punctuation piece starting at `i` (optionally after a space: the caller has already
 /// accounted for that space being part of it) with its trailing line breaks; returns its end.
-fn punctuation(text: &str, mut i: usize, cost: &mut u64) -> usize {
+#[inline(always)]
+fn punctuation(text: &str, i: usize, cost: &mut u64) -> usize {
     let bytes = text.as_bytes();
     // Fast path for the common short ASCII piece (`(`, `);`, ` =>`), same costs as below.
     let mut end = i;
-    while end < bytes.len() && bytes[end] < 0x80 && ASCII_CLASS[usize::from(bytes[end])] == Class::Punct {
+    while bytes.get(end).is_some_and(|&b| b < 0x80 && ASCII_CLASS[usize::from(b)] == Class::Punct) {
         end += 1;
     }
-    if end - i <= 3 && (end == bytes.len() || class_at(text, end).0 != Class::Punct) {
+    if end - i <= 3 && bytes.get(end).is_none_or(|&b| b < 0x80 || class_at(text, end).0 != Class::Punct) {
         *cost += if end - i == 3 { ONE * 115 / 100 } else { ONE };
         return skip_line_breaks(bytes, end);
     }
+    punctuation_run(text, i, cost)
+}
+
+/// [`punctuation`] for a piece longer than three characters or holding non-ASCII ones.
+#[inline(never)]
+fn punctuation_run(text: &str, mut i: usize, cost: &mut u64) -> usize {
+    let bytes = text.as_bytes();
     let mut run = Run { start: i, width: 0, len: 0 };
     let mut piece = PunctCost::default();
     while i < bytes.len() {
@@ -480,9 +683,10 @@ mod tests {
     #[test]
     fn capped_count_agrees_with_the_full_count() {
         let text = "export function add(a: number, b: number): number {\n  return a + b;\n}\n".repeat(20);
-        let full = count_tokens_milli(&text);
-        assert_eq!(count_tokens_milli_within(&text, full), Some(full));
-        assert_eq!(count_tokens_milli_within(&text, full - 1), None);
-        assert_eq!(count_tokens_milli_within(&text, 1000), None);
+        let raw = raw_cost(&text);
+        let full = milli_of_raw(raw);
+        assert_eq!(raw_cost_within(&text, full), Some(raw));
+        assert_eq!(raw_cost_within(&text, full - 1), None);
+        assert_eq!(raw_cost_within(&text, 1000), None);
     }
 }

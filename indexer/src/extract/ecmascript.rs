@@ -15,6 +15,7 @@ use crate::extract::{
     Decl, Descend, Handler, Import, ImportKind, ImportedName, Keep, LandmarkSpec, Pos, SymbolKind, Visit,
     Walker,
 };
+use crate::lang::NodeExt;
 
 /// What can introduce a symbol or an import inside a function body.
 pub(crate) const LANDMARKS: LandmarkSpec = LandmarkSpec {
@@ -32,6 +33,8 @@ pub(crate) const LANDMARKS: LandmarkSpec = LandmarkSpec {
     ],
     module_words: &["const", "let", "var", "export", "declare", "abstract", "global"],
     punctuation: &["=>"],
+    // `export` only through error recovery: it is a module-level statement.
+    local_words: &["require", "import", "exports", "module", "export"],
 };
 
 /// Node kind → handler.
@@ -96,11 +99,11 @@ fn wrapped<'t>(w: &Walker<'_, 't>, visit: &Visit<'_>, node: Node<'t>, depth: usi
     let mut d = depth;
     while d > 0 {
         let Some(parent) = w.ancestor(visit, visit.depth - d + 1) else { break };
-        match parent.kind() {
+        match parent.kind_name() {
             "export_statement" => out.exported = true,
             "ambient_declaration" => out.ambient = true,
             // `namespace A {}` parses as an expression statement.
-            "expression_statement" if out.outer.kind() == "internal_module" => {}
+            "expression_statement" if out.outer.kind_name() == "internal_module" => {}
             _ => break,
         }
         out.outer = parent;
@@ -115,7 +118,7 @@ fn signature_start(node: &Node<'_>) -> usize {
     if cursor.goto_first_child() {
         loop {
             let child = cursor.node();
-            if !matches!(child.kind(), "decorator" | "comment") {
+            if !matches!(child.kind_name(), "decorator" | "comment") {
                 return child.start_byte();
             }
             if !cursor.goto_next_sibling() {
@@ -153,13 +156,13 @@ fn decl(name: String, kind: SymbolKind, outer: &Node<'_>) -> Decl {
 /// A declaration named by its `name` field, wrappers included.
 fn named_declaration(w: &mut Walker<'_, '_>, visit: &Visit<'_>, kind: SymbolKind) -> Option<usize> {
     let node = visit.node;
-    let name = node.child_by_field_name("name").map(|n| w.node_text(&n).to_owned())?;
+    let name = node.field("name").map(|n| w.node_text(&n).to_owned())?;
     let wrap = wrapped(w, visit, node, visit.depth);
     let mut d = decl(name, kind, &wrap.outer);
     d.explicit_export = wrap.exported;
     d.ambient = wrap.ambient;
-    d.opens_scope &= node.child_by_field_name("body").is_some();
-    if node.kind() == "function_signature" {
+    d.opens_scope &= node.field("body").is_some();
+    if node.kind_name() == "function_signature" {
         d.keep = Keep::UnlessImplemented;
     }
     w.emit(visit, d)
@@ -197,9 +200,9 @@ fn enum_declaration(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
 /// `namespace A.B {}`, `module M {}`, `declare module "pkg" {}`.
 fn namespace(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
     let node = visit.node;
-    let Some(name_node) = node.child_by_field_name("name") else { return Descend::Yes };
+    let Some(name_node) = node.field("name") else { return Descend::Yes };
     let raw = w.node_text(&name_node);
-    let is_string = name_node.kind() == "string";
+    let is_string = name_node.kind_name() == "string";
     let name = if is_string { unquote(raw) } else { raw };
     let wrap = wrapped(w, visit, node, visit.depth);
     let mut d = decl(name.to_owned(), SymbolKind::Namespace, &wrap.outer);
@@ -215,7 +218,7 @@ fn namespace(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
 /// `declare global { .. }`; other ambient declarations are handled at the declaration inside.
 fn ambient_declaration(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
     let node = visit.node;
-    let is_global = (0..node.child_count()).filter_map(|i| node.child(i)).any(|c| c.kind() == "global");
+    let is_global = (0..node.child_count()).filter_map(|i| node.child(i)).any(|c| c.kind_name() == "global");
     if is_global {
         let mut d = decl("global".to_owned(), SymbolKind::Namespace, &node);
         d.explicit_export = true;
@@ -232,23 +235,23 @@ fn variable_declarator<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend
     let node = visit.node;
     let Some(declaration) = w.ancestor(visit, 1) else { return Descend::Yes };
     // `for (let i = 0; ..)` declares a loop variable, not a symbol.
-    if w.ancestor(visit, 2).is_some_and(|p| p.kind() == "for_statement") {
+    if w.ancestor(visit, 2).is_some_and(|p| p.kind_name() == "for_statement") {
         return Descend::Yes;
     }
-    let Some(name_node) = node.child_by_field_name("name") else { return Descend::Yes };
-    let value = node.child_by_field_name("value");
-    let is_const = declaration.child_by_field_name("kind").is_some_and(|k| k.kind() == "const");
+    let Some(name_node) = node.field("name") else { return Descend::Yes };
+    let value = node.field("value");
+    let is_const = declaration.field("kind").is_some_and(|k| k.kind_name() == "const");
 
     // A lone declarator owns its whole statement; one of several owns only itself.
     let single = declaration
         .named_children(&mut declaration.walk())
-        .filter(|c| c.kind() == "variable_declarator")
+        .filter(|c| c.kind_name() == "variable_declarator")
         .count()
         == 1;
     let wrap = wrapped(w, visit, declaration, visit.depth - 1);
     let (outer, exported, ambient) = (if single { wrap.outer } else { node }, wrap.exported, wrap.ambient);
 
-    if name_node.kind() == "identifier" {
+    if name_node.kind_name() == "identifier" {
         let name = w.node_text(&name_node).to_owned();
         if let Some((target, kind)) = value.and_then(|v| bound_value(w, v)) {
             let mut d = decl(name, kind, &outer);
@@ -289,15 +292,15 @@ fn variable_declarator<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend
 fn bound_value<'t>(w: &Walker<'_, 't>, value: Node<'t>) -> Option<(Node<'t>, SymbolKind)> {
     let mut value = value;
     loop {
-        match value.kind() {
+        match value.kind_name() {
             kind if is_function_value(kind) => return Some((value, SymbolKind::Function)),
             "class" => return Some((value, SymbolKind::Class)),
             "call_expression" => {
-                let callee = w.node_text(&value.child_by_field_name("function")?);
+                let callee = w.node_text(&value.field("function")?);
                 if !matches!(callee, "memo" | "forwardRef" | "React.memo" | "React.forwardRef") {
                     return None;
                 }
-                value = value.child_by_field_name("arguments")?.named_child(0)?;
+                value = value.field("arguments")?.named_child(0)?;
             }
             _ => return None,
         }
@@ -306,7 +309,7 @@ fn bound_value<'t>(w: &Walker<'_, 't>, value: Node<'t>) -> Option<(Node<'t>, Sym
 
 /// `require("x")`, `import("x")` or `await import("x")`: a module, not a value worth a symbol.
 fn is_module_load(w: &Walker<'_, '_>, value: &Node<'_>) -> bool {
-    let value = if value.kind() == "await_expression" {
+    let value = if value.kind_name() == "await_expression" {
         match value.named_child(0) {
             Some(inner) => inner,
             None => return false,
@@ -314,12 +317,10 @@ fn is_module_load(w: &Walker<'_, '_>, value: &Node<'_>) -> bool {
     } else {
         *value
     };
-    if value.kind() != "call_expression" {
+    if value.kind_name() != "call_expression" {
         return false;
     }
-    value
-        .child_by_field_name("function")
-        .is_some_and(|f| f.kind() == "import" || w.node_text(&f) == "require")
+    value.field("function").is_some_and(|f| f.kind_name() == "import" || w.node_text(&f) == "require")
 }
 
 /// The identifiers a destructuring pattern binds, one level deep.
@@ -327,11 +328,11 @@ fn pattern_names<'t>(pattern: &Node<'t>) -> Vec<Node<'t>> {
     let mut cursor = pattern.walk();
     pattern
         .named_children(&mut cursor)
-        .filter_map(|child| match child.kind() {
+        .filter_map(|child| match child.kind_name() {
             "shorthand_property_identifier_pattern" | "identifier" => Some(child),
-            "pair_pattern" => child.child_by_field_name("value").filter(|v| v.kind() == "identifier"),
+            "pair_pattern" => child.field("value").filter(|v| v.kind_name() == "identifier"),
             "object_assignment_pattern" | "assignment_pattern" => {
-                child.child_by_field_name("left").filter(|v| v.kind().contains("identifier"))
+                child.field("left").filter(|v| v.kind_name().contains("identifier"))
             }
             _ => None,
         })
@@ -341,13 +342,13 @@ fn pattern_names<'t>(pattern: &Node<'t>) -> Vec<Node<'t>> {
 /// A class member's name; quoted names (`"on-click"() {}`) lose their quotes.
 fn member_name(w: &Walker<'_, '_>, name: &Node<'_>) -> String {
     let text = w.node_text(name);
-    if name.kind() == "string" { unquote(text) } else { text }.to_owned()
+    if name.kind_name() == "string" { unquote(text) } else { text }.to_owned()
 }
 
 /// Whether the visited class member sits in a class that is a symbol: `class_body` is the
 /// parent and the class the innermost scope.
 fn in_class_symbol(w: &Walker<'_, '_>, visit: &Visit<'_>) -> bool {
-    w.ancestor(visit, 1).is_some_and(|p| p.kind() == "class_body")
+    w.ancestor(visit, 1).is_some_and(|p| p.kind_name() == "class_body")
         && w.scope_symbol().is_some_and(|(kind, depth)| kind == SymbolKind::Class && depth + 2 == visit.depth)
 }
 
@@ -359,9 +360,9 @@ fn member_start(visit: &Visit<'_>) -> Pos {
 /// Methods, constructors, accessors, and method signatures (overloads, abstract methods).
 fn class_method(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
     let node = visit.node;
-    let has_body = node.child_by_field_name("body").is_some();
+    let has_body = node.field("body").is_some();
     let emitted = in_class_symbol(w, visit)
-        && node.child_by_field_name("name").is_some_and(|name_node| {
+        && node.field("name").is_some_and(|name_node| {
             let name = member_name(w, &name_node);
             let mut kind = SymbolKind::Method;
             // Modifiers come before the name: `static async get x()`.
@@ -372,7 +373,7 @@ fn class_method(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
                     if child.id() == name_node.id() {
                         break;
                     }
-                    match child.kind() {
+                    match child.kind_name() {
                         "get" => kind = SymbolKind::Getter,
                         "set" => kind = SymbolKind::Setter,
                         _ => {}
@@ -389,7 +390,7 @@ fn class_method(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
             let mut d = decl(name, kind, &node);
             d.start = member_start(visit);
             d.opens_scope = has_body;
-            if node.kind() == "method_signature" {
+            if node.kind_name() == "method_signature" {
                 d.keep = Keep::UnlessImplemented;
             }
             w.emit(visit, d).is_some()
@@ -406,13 +407,12 @@ fn class_field(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
         return Descend::Yes;
     }
     let node = visit.node;
-    let Some(name_node) = node.child_by_field_name("name").or_else(|| node.child_by_field_name("property"))
-    else {
+    let Some(name_node) = node.field("name").or_else(|| node.field("property")) else {
         return Descend::Yes;
     };
     let name = member_name(w, &name_node);
-    let value = node.child_by_field_name("value");
-    match value.filter(|v| is_function_value(v.kind())) {
+    let value = node.field("value");
+    match value.filter(|v| is_function_value(v.kind_name())) {
         Some(function) => {
             let mut d = decl(name, SymbolKind::Method, &node);
             d.start = member_start(visit);
@@ -429,7 +429,7 @@ fn class_field(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
 
 /// TypeScript class bodies hold member decorators as siblings before the member.
 fn decorator(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
-    if w.ancestor(visit, 1).is_some_and(|p| p.kind() == "class_body") {
+    if w.ancestor(visit, 1).is_some_and(|p| p.kind_name() == "class_body") {
         w.lead(visit);
     }
     Descend::Yes
@@ -439,15 +439,15 @@ fn decorator(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
 /// transparent (module wrappers); any other is a local scope whose declarations are not symbols.
 fn anonymous_function(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
     let parent = w.ancestor(visit, 1);
-    let iife = match parent.map(|p| p.kind()) {
+    let iife = match parent.map(|p| p.kind_name()) {
         Some("call_expression") => visit.field == Some("function"),
         Some("parenthesized_expression") => w
             .ancestor(visit, 2)
-            .is_some_and(|g| g.kind() == "call_expression" || g.kind() == "unary_expression"),
+            .is_some_and(|g| g.kind_name() == "call_expression" || g.kind_name() == "unary_expression"),
         Some("unary_expression") => true,
         _ => false,
     };
-    if !iife || visit.node.kind() == "class" {
+    if !iife || visit.node.kind_name() == "class" {
         w.opaque(visit);
     }
     Descend::Yes
@@ -456,11 +456,11 @@ fn anonymous_function(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
 fn export_statement<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend {
     let node = visit.node;
     let line = node.start_position().row as u32 + 1;
-    if let Some(source) = node.child_by_field_name("source") {
+    if let Some(source) = node.field("source") {
         let mut names = Vec::new();
         let mut cursor = node.walk();
         for child in node.children(&mut cursor) {
-            match child.kind() {
+            match child.kind_name() {
                 "export_clause" => names.extend(specifiers(w, &child, "export_specifier").map(|(n, _)| n)),
                 "namespace_export" => names.push(ImportedName {
                     name: "*".to_owned(),
@@ -483,7 +483,7 @@ fn export_statement<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend {
     let mut after_equals = false;
     let mut is_default = false;
     for child in node.children(&mut cursor) {
-        match child.kind() {
+        match child.kind_name() {
             "export_clause" => {
                 for (name, _) in specifiers(w, &child, "export_specifier").collect::<Vec<_>>() {
                     w.mark_exported(&name.name);
@@ -500,7 +500,7 @@ fn export_statement<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend {
             _ => {}
         }
     }
-    if is_default && let Some(value) = node.child_by_field_name("value") {
+    if is_default && let Some(value) = node.field("value") {
         exported_expression(w, &value, &node);
     }
     Descend::Yes
@@ -509,21 +509,19 @@ fn export_statement<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend {
 /// Something a module exports as a whole (`export default X`, `export = X`,
 /// `module.exports = X`): a local name, an object of names, or a function or class expression.
 fn exported_expression<'t>(w: &mut Walker<'_, 't>, value: &Node<'t>, statement: &Node<'t>) {
-    match value.kind() {
+    match value.kind_name() {
         "identifier" => w.mark_exported(w.node_text(value)),
         "object" => {
             let mut cursor = value.walk();
             for entry in value.named_children(&mut cursor) {
-                match entry.kind() {
+                match entry.kind_name() {
                     "shorthand_property_identifier" => w.mark_exported(w.node_text(&entry)),
                     "pair" => {
-                        let (Some(key), Some(v)) =
-                            (entry.child_by_field_name("key"), entry.child_by_field_name("value"))
-                        else {
+                        let (Some(key), Some(v)) = (entry.field("key"), entry.field("value")) else {
                             continue;
                         };
                         let key = unquote(w.node_text(&key)).to_owned();
-                        if v.kind() == "identifier" {
+                        if v.kind_name() == "identifier" {
                             w.mark_exported(w.node_text(&v));
                         } else if let Some((target, kind)) = bound_value(w, v) {
                             let mut d = decl(key, kind, &entry);
@@ -532,7 +530,7 @@ fn exported_expression<'t>(w: &mut Walker<'_, 't>, value: &Node<'t>, statement: 
                         }
                     }
                     "method_definition" => {
-                        if let Some(name) = entry.child_by_field_name("name") {
+                        if let Some(name) = entry.field("name") {
                             let mut d = decl(w.node_text(&name).to_owned(), SymbolKind::Function, &entry);
                             d.explicit_export = true;
                             w.bind(&entry, d);
@@ -545,7 +543,7 @@ fn exported_expression<'t>(w: &mut Walker<'_, 't>, value: &Node<'t>, statement: 
         kind if is_function_value(kind) || kind == "class" => {
             // Named expressions keep their name; anonymous ones are the module's `default`.
             let name = value
-                .child_by_field_name("name")
+                .field("name")
                 .map(|n| w.node_text(&n).to_owned())
                 .unwrap_or_else(|| "default".to_owned());
             let kind = if kind == "class" { SymbolKind::Class } else { SymbolKind::Function };
@@ -565,11 +563,12 @@ fn specifiers<'a, 't>(
     kind: &'static str,
 ) -> impl Iterator<Item = (ImportedName, bool)> + 'a {
     let mut cursor = clause.walk();
-    let children: Vec<Node<'t>> = clause.named_children(&mut cursor).filter(|c| c.kind() == kind).collect();
+    let children: Vec<Node<'t>> =
+        clause.named_children(&mut cursor).filter(|c| c.kind_name() == kind).collect();
     children.into_iter().filter_map(move |spec| {
-        let name = spec.child_by_field_name("name")?;
-        let alias = spec.child_by_field_name("alias").map(|a| unquote(w.node_text(&a)).to_owned());
-        let is_type = (0..spec.child_count()).filter_map(|i| spec.child(i)).any(|c| c.kind() == "type");
+        let name = spec.field("name")?;
+        let alias = spec.field("alias").map(|a| unquote(w.node_text(&a)).to_owned());
+        let is_type = (0..spec.child_count()).filter_map(|i| spec.child(i)).any(|c| c.kind_name() == "type");
         Some((ImportedName { name: unquote(w.node_text(&name)).to_owned(), alias }, is_type))
     })
 }
@@ -583,17 +582,17 @@ fn import_statement(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
     // Named specifiers all marked `type` (`import { type A, type B }`) import only types.
     let mut named_all_types = true;
     let mut unnamed_bindings = false;
-    let mut source = node.child_by_field_name("source");
+    let mut source = node.field("source");
     let mut kind = None;
     let mut cursor = node.walk();
     for child in node.children(&mut cursor) {
-        match child.kind() {
+        match child.kind_name() {
             "type" => type_keyword = true,
             "import_require_clause" => {
                 // `import x = require("x")`
-                source = child.child_by_field_name("source");
+                source = child.field("source");
                 kind = Some(ImportKind::Require);
-                if let Some(local) = child.named_child(0).filter(|c| c.kind() == "identifier") {
+                if let Some(local) = child.named_child(0).filter(|c| c.kind_name() == "identifier") {
                     names.push(ImportedName {
                         name: "*".to_owned(),
                         alias: Some(w.node_text(&local).to_owned()),
@@ -604,7 +603,7 @@ fn import_statement(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
                 has_clause = true;
                 let mut inner = child.walk();
                 for part in child.named_children(&mut inner) {
-                    match part.kind() {
+                    match part.kind_name() {
                         "identifier" => {
                             unnamed_bindings = true;
                             names.push(ImportedName {
@@ -646,20 +645,20 @@ fn import_statement(w: &mut Walker<'_, '_>, visit: &Visit<'_>) -> Descend {
 /// `require("x")` and `import("x")` anywhere, with a string literal specifier.
 fn call_expression<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend {
     let node = visit.node;
-    let Some(function) = node.child_by_field_name("function") else { return Descend::Yes };
-    let kind = match function.kind() {
+    let Some(function) = node.field("function") else { return Descend::Yes };
+    let kind = match function.kind_name() {
         "import" => ImportKind::Dynamic,
         "identifier" if w.node_text(&function) == "require" => ImportKind::Require,
         _ => return Descend::Yes,
     };
-    let Some(args) = node.child_by_field_name("arguments") else { return Descend::Yes };
+    let Some(args) = node.field("arguments") else { return Descend::Yes };
     // Computed specifiers (`import(`./${x}`)`, `require(name)`) name no file.
-    let Some(arg) = args.named_child(0).filter(|a| a.kind() == "string") else { return Descend::Yes };
+    let Some(arg) = args.named_child(0).filter(|a| a.kind_name() == "string") else { return Descend::Yes };
     let mut names = Vec::new();
     if kind == ImportKind::Require
         && visit.field == Some("value")
-        && let Some(declarator) = w.ancestor(visit, 1).filter(|p| p.kind() == "variable_declarator")
-        && let Some(pattern) = declarator.child_by_field_name("name")
+        && let Some(declarator) = w.ancestor(visit, 1).filter(|p| p.kind_name() == "variable_declarator")
+        && let Some(pattern) = declarator.field("name")
     {
         names = required_names(w, &pattern);
     }
@@ -674,7 +673,7 @@ fn call_expression<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend {
 
 /// What `const <pattern> = require("x")` binds: the whole module (`*`) or destructured names.
 fn required_names(w: &Walker<'_, '_>, pattern: &Node<'_>) -> Vec<ImportedName> {
-    match pattern.kind() {
+    match pattern.kind_name() {
         "identifier" => {
             vec![ImportedName { name: "*".to_owned(), alias: Some(w.node_text(pattern).to_owned()) }]
         }
@@ -682,13 +681,13 @@ fn required_names(w: &Walker<'_, '_>, pattern: &Node<'_>) -> Vec<ImportedName> {
             let mut cursor = pattern.walk();
             pattern
                 .named_children(&mut cursor)
-                .filter_map(|child| match child.kind() {
+                .filter_map(|child| match child.kind_name() {
                     "shorthand_property_identifier_pattern" => {
                         Some(ImportedName { name: w.node_text(&child).to_owned(), alias: None })
                     }
                     "pair_pattern" => {
-                        let key = child.child_by_field_name("key")?;
-                        let value = child.child_by_field_name("value")?;
+                        let key = child.field("key")?;
+                        let value = child.field("value")?;
                         Some(ImportedName {
                             name: unquote(w.node_text(&key)).to_owned(),
                             alias: Some(w.node_text(&value).to_owned()),
@@ -705,20 +704,17 @@ fn required_names(w: &Walker<'_, '_>, pattern: &Node<'_>) -> Vec<ImportedName> {
 /// CommonJS exports: `module.exports = ..`, `exports.x = ..`, `module.exports.x = ..`.
 fn assignment_expression<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Descend {
     let node = visit.node;
-    let (Some(left), Some(right)) = (node.child_by_field_name("left"), node.child_by_field_name("right"))
-    else {
+    let (Some(left), Some(right)) = (node.field("left"), node.field("right")) else {
         return Descend::Yes;
     };
-    if left.kind() != "member_expression" {
+    if left.kind_name() != "member_expression" {
         return Descend::Yes;
     }
-    let (Some(object), Some(property)) =
-        (left.child_by_field_name("object"), left.child_by_field_name("property"))
-    else {
+    let (Some(object), Some(property)) = (left.field("object"), left.field("property")) else {
         return Descend::Yes;
     };
     let statement = match w.ancestor(visit, 1) {
-        Some(p) if p.kind() == "expression_statement" => p,
+        Some(p) if p.kind_name() == "expression_statement" => p,
         _ => node,
     };
     if w.node_text(&left) == "module.exports" {
@@ -730,7 +726,7 @@ fn assignment_expression<'t>(w: &mut Walker<'_, 't>, visit: &Visit<'t>) -> Desce
         return Descend::Yes;
     }
     let name = w.node_text(&property).to_owned();
-    if right.kind() == "identifier" {
+    if right.kind_name() == "identifier" {
         w.mark_exported(w.node_text(&right));
     } else if let Some((target, kind)) = bound_value(w, right) {
         let mut d = decl(name, kind, &statement);
