@@ -170,12 +170,33 @@ impl Chunker {
         if text.trim().is_empty() {
             return Vec::new();
         }
-        let atoms = tree.and_then(|tree| tree_atoms(text, tree, self.max_tokens)).unwrap_or_else(|| {
+        let mut atoms = tree.and_then(|tree| tree_atoms(text, tree, self.max_tokens)).unwrap_or_else(|| {
             let mut atoms = Vec::new();
             push_lines(text, 0, text.len(), Boundary::LINE, false, self.max_tokens, &mut atoms);
             atoms
         });
-        let groups = self.pack(text, &atoms);
+        let mut groups = self.pack(text, &atoms);
+        // The last resort: an atom whose estimate fitted but whose exact count does not (a
+        // comment glued to the line it documents can do that) is cut into lines, if it has more
+        // than one, and everything is packed again.
+        let oversized = |atoms: &[Atom], g: &Group| {
+            g.end - g.start == 1
+                && g.tokens > self.max_tokens
+                && text[atoms[g.start].start..atoms[g.start].end].contains('\n')
+        };
+        if groups.iter().any(|g| oversized(&atoms, g)) {
+            let mut cut = Vec::with_capacity(atoms.len() + 8);
+            for g in &groups {
+                if oversized(&atoms, g) {
+                    let a = atoms[g.start];
+                    push_lines(text, a.start, a.end, a.before, true, self.max_tokens, &mut cut);
+                } else {
+                    cut.extend_from_slice(&atoms[g.start..g.end]);
+                }
+            }
+            atoms = cut;
+            groups = self.pack(text, &atoms);
+        }
         let lines = LineIndex::new(text);
         groups
             .iter()

@@ -521,3 +521,16 @@ fn tokens_of_known_strings() {
         assert!(estimate >= real && estimate <= real * 2 + 1, "{text:?}: estimate {estimate}, cl100k {real}");
     }
 }
+
+#[test]
+fn a_comment_and_an_oversized_line_stay_apart() {
+    // Found by `chunks_tile_code_with_a_tree`: a short comment line before a JSX-like line
+    // whose tokens alone exceed the budget.
+    let text = "// a  a\n    <a0A0aAAaA a=\"a\">{x} text</a0A0aAAaA>;\n";
+    let tree = parse(Language::TypeScript, text);
+    let symbols = symbols_of(&tree, text);
+    let chunker = Chunker::builder().max_tokens(35).min_tokens(8).build();
+    let chunks = chunker.chunk(Language::TypeScript, text, Some(&tree), &symbols);
+    assert_invariants(text, &chunks, chunker.max_tokens());
+    assert_eq!(chunks.len(), 2, "{}", render(text, &chunks));
+}
