@@ -330,6 +330,26 @@ async fn a_cancelled_pass_drops_in_flight_batches_and_stores_nothing_partial() {
 }
 
 #[tokio::test]
+async fn a_store_error_in_the_writer_stops_the_pass() {
+    // Vectors for a model the store does not know: the first write fails, and the call loop
+    // stops instead of sending the rest.
+    let server = Server::start(|_| Reply::After(Duration::from_millis(20), Box::new(Reply::Normal))).await;
+    let mut cfg = config(&server);
+    cfg.max_batch_inputs = 2;
+    cfg.concurrency = 2;
+    let embedder = OpenAiEmbedder::new(cfg).unwrap();
+    let texts = chunk_texts(40);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (_dir, store) = sqlite_store().await;
+    let (project, model) = project_with(&store, &[file_write("a.ts", &refs)], embedder.spec()).await;
+    let cancel = CancellationToken::new();
+    let err = embed_pending(&store, model + 1000, &embedder, Some(project), &cancel, None).await.unwrap_err();
+    assert!(matches!(err, EmbedError::Store(_)), "{err:?}");
+    assert!(server.calls() < 20, "{} calls: the pass went on after the store failed", server.calls());
+    assert!(stored(&store, model).await.is_empty());
+}
+
+#[tokio::test]
 async fn the_builtin_embedder_fills_the_cache_offline() {
     let embedder = BuiltinEmbedder::new(64);
     let texts = chunk_texts(300);
