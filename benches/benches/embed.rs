@@ -9,8 +9,10 @@
 //! Results and their reading are written down in `benches/results/embed.md`.
 //!
 //! Run: `cargo bench -p semdex-benches --bench embed`. Knobs (environment):
-//! - `SEMDEX_BENCH_EMBED_CONFIGS`: `CxB` or `CxB@all` items, comma-separated (default
-//!   `4x64,8x128,4x2048,4x2048@all`); `@all` embeds the large corpus instead of the small one.
+//! - `SEMDEX_BENCH_EMBED_CONFIGS`: `CxB[@all][/float]` items, comma-separated (default
+//!   `4x64,8x128,4x2048,4x2048@all`); `@all` embeds the large corpus instead of the small one,
+//!   `/float` asks for `encoding_format: "float"` instead of the default base64 (the server
+//!   honours the request's encoding, as OpenAI does).
 //! - `SEMDEX_BENCH_EMBED_DIMS` (default 768), `SEMDEX_BENCH_EMBED_REPEATS` (default 3).
 //! - `SEMDEX_BENCH_EMBED_SMALL` / `SEMDEX_BENCH_EMBED_ALL` (default 24,576 / 98,304 chunks).
 
@@ -25,8 +27,8 @@ use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use semdex::embed::{
-    EmbedStats, Embedded, Embedder, ModelSpec, OpenAiConfig, OpenAiEmbedder, Result as EmbedResult,
-    embed_pending,
+    EmbedStats, Embedded, Embedder, EncodingFormat, ModelSpec, OpenAiConfig, OpenAiEmbedder,
+    Result as EmbedResult, embed_pending,
 };
 use semdex::store::{ChunkRecord, FileRecord, FileWrite, NewProject, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
@@ -55,6 +57,8 @@ struct ServerState {
     dims: usize,
     /// `VECTOR_VARIANTS` vectors, each already rendered as a JSON array.
     vectors: Vec<String>,
+    /// The same vectors as JSON strings of the base64 of their little-endian f32s.
+    vectors_base64: Vec<String>,
     cap: Arc<tokio::sync::Semaphore>,
     requests: AtomicU64,
     inputs: AtomicU64,
@@ -69,18 +73,33 @@ struct ServerState {
 
 impl ServerState {
     fn new(dims: usize) -> ServerState {
-        let vectors = (0..VECTOR_VARIANTS)
+        let unit: Vec<Vec<f32>> = (0..VECTOR_VARIANTS)
             .map(|v| {
                 let mut rng = fastrand_like(v as u64 + 1);
                 let raw: Vec<f32> = (0..dims).map(|_| rng() * 2.0 - 1.0).collect();
                 let norm = raw.iter().map(|x| x * x).sum::<f32>().sqrt();
-                let parts: Vec<String> = raw.iter().map(|x| format!("{}", x / norm)).collect();
+                raw.iter().map(|x| x / norm).collect()
+            })
+            .collect();
+        let vectors = unit
+            .iter()
+            .map(|v| {
+                let parts: Vec<String> = v.iter().map(|x| format!("{x}")).collect();
                 format!("[{}]", parts.join(","))
+            })
+            .collect();
+        let vectors_base64 = unit
+            .iter()
+            .map(|v| {
+                use base64::Engine as _;
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                format!("\"{}\"", base64::engine::general_purpose::STANDARD.encode(bytes))
             })
             .collect();
         ServerState {
             dims,
             vectors,
+            vectors_base64,
             cap: Arc::new(tokio::sync::Semaphore::new(SERVER_CAP)),
             requests: AtomicU64::new(0),
             inputs: AtomicU64::new(0),
@@ -168,7 +187,9 @@ fn render(state: &ServerState, body: &[u8]) -> Response {
     if request["dimensions"].as_u64().is_some_and(|d| d as usize != state.dims) {
         return bad("unsupported dimensions");
     }
-    let mut out = String::with_capacity(inputs.len() * (state.vectors[0].len() + 48) + 128);
+    // The encoding asked for, floats when the request does not say (as OpenAI).
+    let vectors = if request["encoding_format"] == "base64" { &state.vectors_base64 } else { &state.vectors };
+    let mut out = String::with_capacity(inputs.len() * (vectors[0].len() + 48) + 128);
     out.push_str(r#"{"object":"list","data":["#);
     let mut bytes = 0usize;
     for (i, input) in inputs.iter().enumerate() {
@@ -181,7 +202,7 @@ fn render(state: &ServerState, body: &[u8]) -> Response {
         out.push_str(r#"{"object":"embedding","index":"#);
         out.push_str(&i.to_string());
         out.push_str(r#","embedding":"#);
-        out.push_str(&state.vectors[variant]);
+        out.push_str(&vectors[variant]);
         out.push('}');
     }
     let tokens = bytes / 4;
@@ -372,21 +393,34 @@ struct Setup {
     concurrency: usize,
     batch: usize,
     all: bool,
+    encoding: EncodingFormat,
 }
 
 impl Setup {
     fn parse(item: &str) -> Option<Setup> {
-        let (shape, all) = match item.trim().split_once('@') {
+        let (item, encoding) = match item.trim().split_once('/') {
+            Some((item, "float")) => (item, EncodingFormat::Float),
+            Some((item, "base64")) => (item, EncodingFormat::Base64),
+            Some(_) => return None,
+            None => (item.trim(), EncodingFormat::Base64),
+        };
+        let (shape, all) = match item.split_once('@') {
             Some((shape, "all")) => (shape, true),
             Some(_) => return None,
-            None => (item.trim(), false),
+            None => (item, false),
         };
         let (c, b) = shape.split_once('x')?;
-        Some(Setup { concurrency: c.parse().ok()?, batch: b.parse().ok()?, all })
+        Some(Setup { concurrency: c.parse().ok()?, batch: b.parse().ok()?, all, encoding })
     }
 
     fn label(&self) -> String {
-        format!("{}x{}{}", self.concurrency, self.batch, if self.all { "@all" } else { "" })
+        format!(
+            "{}x{}{}{}",
+            self.concurrency,
+            self.batch,
+            if self.all { "@all" } else { "" },
+            if self.encoding == EncodingFormat::Float { "/float" } else { "" }
+        )
     }
 }
 
@@ -440,7 +474,7 @@ async fn measure(
     expected_inputs: u64,
     run: usize,
 ) -> Pass {
-    let model = format!("bench-{}-run{run}", setup.label());
+    let model = format!("bench-{}-run{run}", setup.label().replace('/', "-"));
     let config = OpenAiConfig {
         base_url: format!("http://{addr}"),
         api_key: Some("sk-bench".to_string()),
@@ -448,6 +482,7 @@ async fn measure(
         dimensions: dims,
         max_batch_inputs: setup.batch,
         concurrency: setup.concurrency,
+        encoding_format: setup.encoding,
         timeout: Duration::from_secs(60),
         ..OpenAiConfig::default()
     };
@@ -497,9 +532,10 @@ async fn measure(
     }
 }
 
-/// Times the client's decoding of one answer of `batch` vectors on its own: the same serde shape
-/// as the embedder's `parse_batch` (floats read as f64), then to f32 and normalised.
-fn parse_cost(server: &ServerState, batch: usize) -> (usize, Duration) {
+/// Times the client's decoding of one answer of `batch` vectors on its own, in the encoding
+/// asked for: a serde shape like the embedder's `parse_batch` (floats read as f64, or a base64
+/// string decoded to little-endian f32s), then normalised.
+fn parse_cost(server: &ServerState, batch: usize, encoding: EncodingFormat) -> (usize, Duration) {
     #[derive(serde::Deserialize)]
     struct Response {
         data: Vec<Item>,
@@ -508,10 +544,22 @@ fn parse_cost(server: &ServerState, batch: usize) -> (usize, Duration) {
     struct Item {
         #[allow(dead_code)]
         index: Option<usize>,
+        embedding: serde_json::Value,
+    }
+    #[derive(serde::Deserialize)]
+    struct FloatResponse {
+        data: Vec<FloatItem>,
+    }
+    #[derive(serde::Deserialize)]
+    struct FloatItem {
+        #[allow(dead_code)]
+        index: Option<usize>,
         embedding: Vec<f64>,
     }
     let inputs: Vec<String> = (0..batch).map(chunk_text).collect();
-    let request = serde_json::json!({ "model": "bench", "input": inputs, "dimensions": server.dims });
+    let request = serde_json::json!({
+        "model": "bench", "input": inputs, "dimensions": server.dims, "encoding_format": encoding.as_str(),
+    });
     // The same renderer as the server (its counters move, which no pass reads any more).
     let response = render(server, request.to_string().as_bytes());
     let bytes = tokio::runtime::Builder::new_current_thread()
@@ -523,10 +571,31 @@ fn parse_cost(server: &ServerState, batch: usize) -> (usize, Duration) {
     let mut times = Vec::new();
     for _ in 0..5 {
         let t = Instant::now();
-        let parsed: Response = serde_json::from_str(&body).expect("parse");
+        let vectors: Vec<Vec<f32>> = match encoding {
+            EncodingFormat::Float => {
+                let parsed: FloatResponse = serde_json::from_str(&body).expect("parse");
+                parsed
+                    .data
+                    .into_iter()
+                    .map(|item| item.embedding.iter().map(|&x| x as f32).collect())
+                    .collect()
+            }
+            EncodingFormat::Base64 => {
+                use base64::Engine as _;
+                let parsed: Response = serde_json::from_str(&body).expect("parse");
+                parsed
+                    .data
+                    .into_iter()
+                    .map(|item| {
+                        let text = item.embedding.as_str().expect("a base64 string");
+                        let bytes = base64::engine::general_purpose::STANDARD.decode(text).expect("base64");
+                        bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
+                    })
+                    .collect()
+            }
+        };
         let mut total = 0.0f32;
-        for item in parsed.data {
-            let mut v: Vec<f32> = item.embedding.iter().map(|&x| x as f32).collect();
+        for mut v in vectors {
             semdex::embed::normalize(&mut v);
             total += v[0];
         }
@@ -542,13 +611,13 @@ async fn store_costs(store: &SqliteStore, dims: usize, shapes: &[(usize, usize)]
     println!("\nstore operations on their own ({dims} dims, median of 5):");
     let model_id = store.register_model("openai", "bench-store-costs", dims as i32).await.expect("model").id;
     for &(concurrency, batch) in shapes {
-        // Reads: a page as embed_pending asks for it (two rounds of batches), nothing outstanding.
+        // Reads: a later page as embed_pending asks for it (two rounds of batches; the first is one).
         let page = (batch * concurrency * 2).clamp(64, 16_384);
         let mut reads = Vec::new();
         let mut rows = Vec::new();
         for _ in 0..5 {
             let t = Instant::now();
-            rows = store.pending_embeddings(model_id, Some(scope), page as i64).await.expect("pending");
+            rows = store.pending_embeddings(model_id, Some(scope), None, page as i64).await.expect("pending");
             reads.push(t.elapsed());
         }
         let t = Instant::now();
@@ -691,14 +760,17 @@ fn main() {
         store_costs(&store, dims, &shapes, small_id).await;
         println!("\nclient decoding of one answer on its own (one thread, median of 5):");
         for &(concurrency, batch) in &shapes {
-            let (size, time) = tokio::task::block_in_place(|| parse_cost(&server, batch));
-            println!(
-                "  C={concurrency} B={batch:>4}: {:.1} MB of JSON, {:.1} ms to decode; x C = {:.1} ms per round \
-                 of calls, all decoded on embed_pending's one task",
-                size as f64 / 1e6,
-                time.as_secs_f64() * 1e3,
-                time.as_secs_f64() * 1e3 * concurrency as f64,
-            );
+            for encoding in [EncodingFormat::Base64, EncodingFormat::Float] {
+                let (size, time) = tokio::task::block_in_place(|| parse_cost(&server, batch, encoding));
+                println!(
+                    "  C={concurrency} B={batch:>4} {:<6}: {:.1} MB of JSON, {:.1} ms to decode; x C = {:.1} ms of CPU \
+                     per round of calls (on the blocking pool, in parallel where cores allow)",
+                    encoding.as_str(),
+                    size as f64 / 1e6,
+                    time.as_secs_f64() * 1e3,
+                    time.as_secs_f64() * 1e3 * concurrency as f64,
+                );
+            }
         }
         store.close().await;
     });

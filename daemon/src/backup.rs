@@ -8,7 +8,9 @@
 //! 1. A header:
 //!    `{"format":"semdex-backup","version":1,"backend":"sqlite","schema_version":1,"created_at":"2024-05-06T07:08:09.123456Z","tables":["users",...]}`.
 //!    `version` is this file format's version; `schema_version` the migration the rows were read
-//!    at (a restore needs the same); `backend` is informational.
+//!    at; `backend` is informational. A restore takes its own schema version or an older one:
+//!    rows from an older schema get the columns later migrations added, with the value those
+//!    migrations gave existing rows (see [`upgrade_row`]). A newer one is refused.
 //! 2. One line per row, `{"table":"files","row":{...}}`, tables in foreign-key order (parents
 //!    first, [`store::TABLES`] order), each table's rows in key order. A row holds every column
 //!    in the canonical form `store/dump.rs` documents: integers, floats, booleans, RFC 3339 UTC
@@ -45,6 +47,8 @@ use crate::store::{self, Store, StoreError, TableSpec};
 pub const FORMAT: &str = "semdex-backup";
 /// The version of the file format this binary writes and reads.
 pub const VERSION: u64 = 1;
+/// The oldest schema version whose backups this binary restores.
+const OLDEST_SCHEMA: i64 = 1;
 
 /// Rows read from the store per page when backing up.
 const PAGE_ROWS: i64 = 1000;
@@ -223,7 +227,7 @@ pub async fn restore_validated(
     summary: &Summary,
 ) -> Result<Summary> {
     let latest = store.status().await?.latest_version;
-    if summary.header.schema_version != latest {
+    if !(OLDEST_SCHEMA..=latest).contains(&summary.header.schema_version) {
         return Err(BackupError::SchemaMismatch { found: summary.header.schema_version, expected: latest });
     }
     store.migrate_up().await?;
@@ -379,9 +383,10 @@ impl Reader {
             return Err(corrupt(format!("table {table:?} out of order")));
         }
         let spec = &store::TABLES[index];
-        let Some(Value::Object(row)) = object.remove("row") else {
+        let Some(Value::Object(mut row)) = object.remove("row") else {
             return Err(corrupt("no row object".into()));
         };
+        upgrade_row(self.header.schema_version, spec.name, &mut row);
         store::validate_row(spec, &row).map_err(|e| corrupt(e.to_string()))?;
         self.table_index = index;
         self.counts[index] += 1;
@@ -423,5 +428,14 @@ impl Reader {
             rows: store::TABLES.iter().zip(&self.counts).map(|(t, n)| (t.name.to_string(), *n)).collect(),
             bytes: self.bytes,
         }
+    }
+}
+
+/// Brings a row read at an older schema version to the current schema: each column a later
+/// migration added gets the value that migration gave the rows already there.
+fn upgrade_row(schema_version: i64, table: &str, row: &mut store::Row) {
+    // 0002_embedding_input_mode: embeddings stored before it read 'whole'.
+    if schema_version < 2 && table == "embeddings" {
+        row.entry("input_mode").or_insert_with(|| Value::from(store::InputMode::Whole.as_str()));
     }
 }

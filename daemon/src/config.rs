@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::embed::{EncodingFormat, OverLongPolicy};
+
 /// Which embedding provider to use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmbedderKind {
@@ -34,6 +36,12 @@ pub struct EmbeddingSettings {
     pub dimensions: usize,
     /// Whether to send `dimensions` in requests (servers such as Ollama reject it).
     pub send_dimensions: bool,
+    /// `encoding_format` asked of the server: `base64` (the default, compact and fast to decode)
+    /// or `float` for servers that reject it. Either is accepted in the answer.
+    pub encoding_format: EncodingFormat,
+    /// What happens to an input over the provider's per-input token limit: `split` (the
+    /// default; the pieces' vectors are averaged) or `truncate`. Each embedding records which.
+    pub over_long: OverLongPolicy,
     pub max_batch_inputs: usize,
     pub concurrency: usize,
     pub timeout_secs: u64,
@@ -145,6 +153,8 @@ struct FileEmbedding {
     model: Option<String>,
     dimensions: Option<usize>,
     send_dimensions: Option<bool>,
+    encoding_format: Option<String>,
+    over_long: Option<String>,
     max_batch_inputs: Option<usize>,
     concurrency: Option<usize>,
     timeout_secs: Option<u64>,
@@ -236,6 +246,18 @@ impl Config {
                 .unwrap_or_else(|| "text-embedding-3-large".into()),
             dimensions,
             send_dimensions: fe.send_dimensions.unwrap_or(true),
+            encoding_format: match fe.encoding_format.as_deref() {
+                None | Some("base64") => EncodingFormat::Base64,
+                Some("float") => EncodingFormat::Float,
+                Some(other) => {
+                    bail!("unknown embedding.encoding_format {other:?} (expected base64 or float)")
+                }
+            },
+            over_long: match fe.over_long.as_deref() {
+                None | Some("split") => OverLongPolicy::Split,
+                Some("truncate") => OverLongPolicy::Truncate,
+                Some(other) => bail!("unknown embedding.over_long {other:?} (expected split or truncate)"),
+            },
             max_batch_inputs: fe.max_batch_inputs.unwrap_or(2048).clamp(1, 2048),
             concurrency: fe.concurrency.unwrap_or(4).clamp(1, 64),
             timeout_secs: fe.timeout_secs.unwrap_or(60),

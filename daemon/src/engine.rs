@@ -78,6 +78,8 @@ pub fn open_embedder(config: &Config) -> anyhow::Result<Arc<dyn Embedder>> {
                 model: e.model.clone(),
                 dimensions: e.dimensions,
                 send_dimensions: e.send_dimensions,
+                encoding_format: e.encoding_format,
+                over_long: e.over_long,
                 max_batch_inputs: e.max_batch_inputs,
                 concurrency: e.concurrency,
                 timeout: std::time::Duration::from_secs(e.timeout_secs),

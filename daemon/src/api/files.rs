@@ -189,6 +189,15 @@ pub async fn chunk(
         Err(ApiError::NotFound(_)) => return Err(not_found()),
         Err(e) => return Err(e),
     }
+    // The chunk's vector under the configured model, if it has one yet, and how its text was
+    // sent: whole, or split or truncated for being longer than the provider takes.
+    let model = &state.engine.model;
+    let embedding = store
+        .embedding_input_modes(model.id, std::slice::from_ref(&chunk.content_hash))
+        .await?
+        .into_iter()
+        .next()
+        .map(|(_, mode)| json!({ "model": model.model, "dimensions": model.dimensions, "input_mode": mode.as_str() }));
     Ok(Json(json!({
         "id": chunk.id,
         "project": chunk.project,
@@ -205,5 +214,6 @@ pub async fn chunk(
         "content": chunk.content,
         "commit": chunk.commit_sha,
         "index_run_id": chunk.index_run_id,
+        "embedding": embedding,
     })))
 }

@@ -7,17 +7,18 @@
 //!
 //! Query embeddings are cached in memory by [`QueryEmbedder`] (least recently used first out).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::future::{BoxFuture, OptionFuture};
 use futures::stream::FuturesUnordered;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::{EmbedError, Embedder, InputAdjustment, Result};
-use crate::store::{Result as StoreResult, Store};
+use crate::store::{InputMode, Result as StoreResult, Store};
 
 /// What one pass of [`embed_pending`] did. Cache hits are the caller's to count (chunks written
 /// minus hashes that were pending).
@@ -44,13 +45,23 @@ pub struct EmbedStats {
     pub last_error: Option<String>,
 }
 
-/// A pending content hash and its text, as the store lists them.
-type Pending = (String, String);
+/// A pending content hash, its text and its estimated tokens.
+type Pending = (String, String, usize);
+
+/// Largest page of pending rows read at once.
+const MAX_PAGE: usize = 16_384;
 
 /// One batch: content hashes and their texts.
 struct Batch {
     hashes: Vec<String>,
     contents: Vec<String>,
+}
+
+/// A batch the embedder answered, on its way to the store.
+struct Answered {
+    rows: Vec<(String, Vec<f32>)>,
+    modes: Vec<InputMode>,
+    tokens: u64,
 }
 
 /// Whether an error means no later batch can succeed either, so the pass should stop and fail:
@@ -67,18 +78,34 @@ fn fails_the_pass(error: &EmbedError) -> bool {
     }
 }
 
+type Progress<'a> = Option<&'a (dyn Fn(&EmbedStats) + Sync)>;
+
+/// A page of pending `(content hash, content)` rows being read.
+type PageRead<'a> = BoxFuture<'a, StoreResult<Vec<(String, String)>>>;
+
 /// Embeds every chunk of a project (all projects when `None`) that has no vector for
 /// `model_id`, storing each successful batch whole.
 ///
-/// Batches are packed by the embedder's input and token limits and up to its
-/// [`Embedder::concurrency`] are in flight. The next page of pending hashes is read while batches
-/// are still running, so the pipeline never drains between pages. A failed batch is counted and
-/// skipped for this pass (its chunks stay pending for the next one). The pass stops early,
-/// returning its stats, when the circuit opens (`paused`) or `cancel` fires (`cancelled`:
-/// in-flight batches are dropped, nothing partial is stored). It returns an error when the
-/// failure means no other batch can succeed: a 401, 402, 403, 404 (any 4xx but 400, 413 and
-/// 422, which are about one batch's inputs), [`EmbedError::DimensionMismatch`], a configuration
-/// or a store error. `progress` is called after every batch.
+/// Two futures run side by side on the caller's task:
+/// - the **call loop** reads pending hashes page by page with a keyset cursor (each hash is read
+///   once per pass, so nothing is sent twice), packs them into batches by the embedder's input
+///   and token limits, and keeps up to [`Embedder::concurrency`] batches in flight. The first
+///   page is one round of batches, so the first calls go out at once; the next page is read
+///   while those run, so the pipeline never drains between pages. The embedder decodes large
+///   answers off this task, and the loop never waits for the store: an answered batch goes to
+///   the writer, and its slot is refilled at once;
+/// - the **writer** takes answered batches from a bounded channel and stores each whole, with
+///   how each input was sent (whole, split or truncated). When the channel is full the loop
+///   holds answered batches and launches nothing new until there is room, so memory stays
+///   bounded by a few rounds of batches.
+///
+/// A failed batch is counted and skipped for this pass (its chunks stay pending for the next
+/// one). The pass stops early, returning its stats, when the circuit opens (`paused`) or
+/// `cancel` fires (`cancelled`: in-flight batches are dropped; answered ones are still stored,
+/// whole). It returns an error when the failure means no other batch can succeed: a 401, 402,
+/// 403, 404 (any 4xx but 400, 413 and 422, which are about one batch's inputs),
+/// [`EmbedError::DimensionMismatch`], a configuration or a store error. `progress` is called
+/// after every batch, stored or failed.
 pub async fn embed_pending(
     store: &dyn Store,
     model_id: i64,
@@ -87,147 +114,233 @@ pub async fn embed_pending(
     cancel: &CancellationToken,
     progress: Option<&(dyn Fn(&EmbedStats) + Sync)>,
 ) -> Result<EmbedStats> {
+    let stats = Mutex::new(EmbedStats::default());
+    let (sender, receiver) = mpsc::channel(embedder.concurrency().max(1));
+    let writer_failed = CancellationToken::new();
+    let calls =
+        call_loop(store, model_id, embedder, project_id, cancel, progress, &stats, sender, &writer_failed);
+    let writes = write_loop(store, model_id, receiver, progress, &stats, &writer_failed);
+    let (called, written) = tokio::join!(calls, writes);
+    written?;
+    called?;
+    Ok(stats.into_inner().unwrap_or_else(PoisonError::into_inner))
+}
+
+fn lock(stats: &Mutex<EmbedStats>) -> MutexGuard<'_, EmbedStats> {
+    stats.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Updates the stats, then reports them (outside the lock).
+fn record(stats: &Mutex<EmbedStats>, progress: Progress<'_>, update: impl FnOnce(&mut EmbedStats)) {
+    let snapshot = {
+        let mut stats = lock(stats);
+        update(&mut stats);
+        progress.map(|_| stats.clone())
+    };
+    if let (Some(progress), Some(snapshot)) = (progress, snapshot) {
+        progress(&snapshot);
+    }
+}
+
+/// Reads, packs and sends batches; hands answered ones to the writer. See [`embed_pending`].
+#[allow(clippy::too_many_arguments)]
+async fn call_loop(
+    store: &dyn Store,
+    model_id: i64,
+    embedder: &dyn Embedder,
+    project_id: Option<i64>,
+    cancel: &CancellationToken,
+    progress: Progress<'_>,
+    stats: &Mutex<EmbedStats>,
+    sender: mpsc::Sender<Answered>,
+    writer_failed: &CancellationToken,
+) -> Result<()> {
     let concurrency = embedder.concurrency().max(1);
     let max_inputs = embedder.max_batch_inputs().max(1);
     let max_tokens = embedder.max_batch_tokens().max(1);
-    // About two rounds of batches per read, so a read is due well before the queue runs dry.
-    let page = max_inputs.saturating_mul(concurrency).saturating_mul(2).clamp(64, 16_384);
+    let round = max_inputs.saturating_mul(concurrency);
+    // The first page is one round, so the first calls go out as soon as it is read; later pages
+    // are two, read while the previous one is in flight.
+    let first_page = round.clamp(64, MAX_PAGE);
+    let page = round.saturating_mul(2).clamp(64, MAX_PAGE);
 
-    let mut stats = EmbedStats::default();
-    // Hashes queued, in flight or failed in this pass. The store still reports them as pending,
-    // so a read asks for that many more rows than a page and skips them.
-    let mut outstanding: HashSet<String> = HashSet::new();
-    // Hashes stored while a read was running: that read may still return them (it may have
-    // started before they were stored), so they stay outstanding until it has been processed.
-    let mut stored_during_read: Vec<String> = Vec::new();
+    // The last hash read: the next page starts after it.
+    let mut cursor: Option<String> = None;
+    let mut pages = 0u64;
+    let mut read: Option<PageRead<'_>> = None;
+    let mut read_limit = first_page;
+    // The last read returned less than a page: nothing more is pending.
+    let mut drained = false;
+    // Rows too few for a full batch, held until the next page fills it (or nothing more comes).
+    let mut carry: Vec<Pending> = Vec::new();
     let mut queue: VecDeque<Batch> = VecDeque::new();
     let mut in_flight = FuturesUnordered::new();
-    let mut read: Option<BoxFuture<'_, StoreResult<Vec<Pending>>>> = None;
-    let mut drained = false;
+    // Answered batches waiting for room in the writer's channel.
+    let mut ready: VecDeque<Answered> = VecDeque::new();
     let mut stopping = false;
     let mut fatal: Option<EmbedError> = None;
 
     loop {
         if cancel.is_cancelled() {
-            stats.cancelled = true;
+            lock(stats).cancelled = true;
             break;
         }
-        if read.is_none() && !drained && !stopping && queue.len() < concurrency {
-            let limit = i64::try_from(page + outstanding.len()).unwrap_or(i64::MAX);
-            read = Some(Box::pin(store.pending_embeddings(model_id, project_id, limit)));
+        if writer_failed.is_cancelled() {
+            break;
         }
-        while !stopping && in_flight.len() < concurrency {
+        if read.is_none() && !drained && !stopping && queue.len() < 2 * concurrency {
+            read_limit = if pages == 0 { first_page } else { page };
+            let limit = i64::try_from(read_limit).unwrap_or(i64::MAX);
+            read = Some(Box::pin(store.pending_embeddings(model_id, project_id, cursor.as_deref(), limit)));
+        }
+        while !stopping && ready.is_empty() && in_flight.len() < concurrency {
             let Some(batch) = queue.pop_front() else { break };
-            stats.calls += 1;
+            lock(stats).calls += 1;
             in_flight.push(async move {
                 let result = embedder.embed(&batch.contents).await;
                 (batch, result)
             });
         }
-        if in_flight.is_empty() && read.is_none() {
+        if in_flight.is_empty() && read.is_none() && ready.is_empty() {
             break;
         }
 
         tokio::select! {
             biased;
             () = cancel.cancelled() => {
-                stats.cancelled = true;
+                lock(stats).cancelled = true;
                 break;
             }
+            () = writer_failed.cancelled() => break,
+            permit = sender.reserve(), if !ready.is_empty() => match permit {
+                Ok(permit) => permit.send(ready.pop_front().expect("ready is not empty")),
+                // The writer stopped on a store error; it reports it.
+                Err(_) => break,
+            },
             Some(rows) = OptionFuture::from(read.as_mut()), if read.is_some() => {
                 read = None;
+                pages += 1;
                 let rows = rows?;
-                let fresh: Vec<(String, String)> =
-                    rows.into_iter().filter(|(h, _)| !outstanding.contains(h)).collect();
-                for hash in stored_during_read.drain(..) {
-                    outstanding.remove(&hash);
+                drained = rows.len() < read_limit;
+                if let Some((last, _)) = rows.last() {
+                    cursor = Some(last.clone());
                 }
-                // A read asks for a page more than is outstanding; when nothing new comes back,
-                // everything pending is already in hand.
-                drained = fresh.is_empty();
-                let sizes: Vec<usize> = fresh.iter().map(|(_, c)| indexer::count_tokens(c)).collect();
-                let mut fresh = fresh.into_iter();
-                for range in super::pack(sizes, max_inputs, max_tokens) {
-                    let (hashes, contents): (Vec<String>, Vec<String>) = fresh.by_ref().take(range.len()).unzip();
-                    outstanding.extend(hashes.iter().cloned());
+                carry.extend(rows.into_iter().map(|(hash, content)| {
+                    let tokens = indexer::count_tokens(&content);
+                    (hash, content, tokens)
+                }));
+                let mut ranges = super::pack(carry.iter().map(|p| p.2), max_inputs, max_tokens);
+                // A short last batch waits for the next page, unless there is none.
+                let held = match ranges.last() {
+                    Some(last) if !drained && last.len() < max_inputs => ranges.pop().map_or(0, |r| r.len()),
+                    _ => 0,
+                };
+                let rest = carry.split_off(carry.len() - held);
+                let mut packed = std::mem::replace(&mut carry, rest).into_iter();
+                for range in ranges {
+                    let (hashes, contents) = packed.by_ref().take(range.len()).map(|(h, c, _)| (h, c)).unzip();
                     queue.push_back(Batch { hashes, contents });
                 }
             }
             Some((batch, result)) = in_flight.next(), if !in_flight.is_empty() => {
-                match handle_batch(store, model_id, batch, result, &mut stats).await? {
-                    Ok(hashes) if read.is_some() => stored_during_read.extend(hashes),
-                    Ok(hashes) => {
-                        for hash in hashes {
-                            outstanding.remove(&hash);
+                match answered(batch, result) {
+                    Ok(answer) => match sender.try_send(answer) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(answer)) => ready.push_back(answer),
+                        Err(mpsc::error::TrySendError::Closed(_)) => break,
+                    },
+                    Err((EmbedError::CircuitOpen, _)) => {
+                        tracing::warn!(model_id, "embedding upstream unavailable; pausing the embedding stage");
+                        record(stats, progress, |s| s.paused = true);
+                        stopping = true;
+                    }
+                    Err((error, chunks)) => {
+                        let message = error.to_string();
+                        record(stats, progress, |s| {
+                            s.failures += 1;
+                            s.failed_chunks += chunks;
+                            s.last_error = Some(message);
+                        });
+                        if fails_the_pass(&error) {
+                            fatal.get_or_insert(error);
+                            stopping = true;
+                        } else {
+                            tracing::warn!(model_id, %error, "embedding batch failed; its chunks stay pending");
                         }
                     }
-                    Err(EmbedError::CircuitOpen) => {
-                        tracing::warn!(model_id, "embedding upstream unavailable; pausing the embedding stage");
-                        stats.paused = true;
-                        stopping = true;
-                    }
-                    Err(error) if fails_the_pass(&error) => {
-                        fatal.get_or_insert(error);
-                        stopping = true;
-                    }
-                    Err(error) => {
-                        tracing::warn!(model_id, %error, "embedding batch failed; its chunks stay pending");
-                    }
                 }
-                if let Some(progress) = progress {
-                    progress(&stats);
+                if stopping {
+                    read = None;
                 }
             }
         }
     }
+    // Whatever was answered is stored, even when the pass stops early: it has been paid for.
+    for answer in ready {
+        if sender.send(answer).await.is_err() {
+            break;
+        }
+    }
     match fatal {
         Some(error) => Err(error),
-        None => Ok(stats),
+        None => Ok(()),
     }
 }
 
-/// Stores a successful batch whole and counts it, or counts a failed one. The outer `Err` is a
-/// store error; the inner result is the stored hashes or the batch's error.
-async fn handle_batch(
-    store: &dyn Store,
-    model_id: i64,
+/// Checks an answer against its batch; a failure comes with the number of chunks it concerns.
+fn answered(
     batch: Batch,
     result: Result<super::Embedded>,
-    stats: &mut EmbedStats,
-) -> Result<Result<Vec<String>>> {
-    let result = result.and_then(|embedded| {
-        if embedded.vectors.len() == batch.hashes.len() {
-            Ok(embedded)
-        } else {
-            Err(EmbedError::InvalidResponse(format!(
-                "{} vectors for {} inputs",
-                embedded.vectors.len(),
-                batch.hashes.len()
-            )))
-        }
-    });
-    let embedded = match result {
-        Ok(embedded) => embedded,
-        Err(EmbedError::CircuitOpen) => return Ok(Err(EmbedError::CircuitOpen)),
-        Err(error) => {
-            stats.failures += 1;
-            stats.failed_chunks += batch.hashes.len() as u64;
-            stats.last_error = Some(error.to_string());
-            return Ok(Err(error));
-        }
-    };
-    for adjustment in &embedded.adjustments {
-        match adjustment {
-            InputAdjustment::None => {}
-            InputAdjustment::Split { .. } => stats.split += 1,
-            InputAdjustment::Truncated => stats.truncated += 1,
-        }
+) -> std::result::Result<Answered, (EmbedError, u64)> {
+    let chunks = batch.hashes.len() as u64;
+    let embedded = result.map_err(|e| (e, chunks))?;
+    if embedded.vectors.len() != batch.hashes.len() {
+        let message = format!("{} vectors for {} inputs", embedded.vectors.len(), batch.hashes.len());
+        return Err((EmbedError::InvalidResponse(message), chunks));
     }
-    let rows: Vec<(String, Vec<f32>)> = batch.hashes.into_iter().zip(embedded.vectors).collect();
-    store.put_embeddings(model_id, &rows).await?;
-    stats.chunks_embedded += rows.len() as u64;
-    stats.tokens += embedded.tokens;
-    Ok(Ok(rows.into_iter().map(|(h, _)| h).collect()))
+    let modes = if embedded.adjustments.len() == embedded.vectors.len() {
+        embedded
+            .adjustments
+            .iter()
+            .map(|a| match a {
+                InputAdjustment::None => InputMode::Whole,
+                InputAdjustment::Split { .. } => InputMode::Split,
+                InputAdjustment::Truncated => InputMode::Truncated,
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Answered {
+        rows: batch.hashes.into_iter().zip(embedded.vectors).collect(),
+        modes,
+        tokens: embedded.tokens,
+    })
+}
+
+/// Stores answered batches, each whole, until the call loop hangs up; on a store error, tells
+/// the call loop to stop and returns the error.
+async fn write_loop(
+    store: &dyn Store,
+    model_id: i64,
+    mut receiver: mpsc::Receiver<Answered>,
+    progress: Progress<'_>,
+    stats: &Mutex<EmbedStats>,
+    failed: &CancellationToken,
+) -> Result<()> {
+    while let Some(answer) = receiver.recv().await {
+        if let Err(error) = store.put_embeddings_with_modes(model_id, &answer.rows, &answer.modes).await {
+            failed.cancel();
+            return Err(error.into());
+        }
+        record(stats, progress, |s| {
+            s.chunks_embedded += answer.rows.len() as u64;
+            s.tokens += answer.tokens;
+            s.split += answer.modes.iter().filter(|m| **m == InputMode::Split).count() as u64;
+            s.truncated += answer.modes.iter().filter(|m| **m == InputMode::Truncated).count() as u64;
+        });
+    }
+    Ok(())
 }
 
 /// Embeds search queries through an [`Embedder`], remembering the most recent ones.

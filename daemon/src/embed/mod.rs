@@ -10,7 +10,7 @@ use async_trait::async_trait;
 
 pub use self::builtin::BuiltinEmbedder;
 pub use self::cache::{EmbedStats, QueryEmbedder, embed_pending};
-pub use self::openai::{OpenAiConfig, OpenAiEmbedder, OpenAiMetrics, OverLongPolicy};
+pub use self::openai::{EncodingFormat, OpenAiConfig, OpenAiEmbedder, OpenAiMetrics, OverLongPolicy};
 
 /// Result alias for embedding calls.
 pub type Result<T, E = EmbedError> = std::result::Result<T, E>;

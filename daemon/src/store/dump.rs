@@ -277,6 +277,7 @@ pub static TABLES: &[TableSpec] = &[
             ("content_hash", Text),
             ("vector", Vector),
             ("created_at", Timestamp),
+            ("input_mode", Text),
         ],
     },
     TableSpec {

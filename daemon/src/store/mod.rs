@@ -181,6 +181,67 @@ pub struct EmbeddingModel {
     pub dimensions: i32,
 }
 
+/// How a stored embedding's text was sent to the provider (`embeddings.input_mode`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InputMode {
+    /// As is.
+    #[default]
+    Whole,
+    /// Longer than the provider's per-input limit: sent in pieces whose vectors were averaged.
+    Split,
+    /// Longer than the provider's per-input limit: only its beginning was sent.
+    Truncated,
+}
+
+impl InputMode {
+    /// The column's value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            InputMode::Whole => "whole",
+            InputMode::Split => "split",
+            InputMode::Truncated => "truncated",
+        }
+    }
+
+    /// Reads the column's value.
+    pub fn parse(text: &str) -> Result<InputMode> {
+        match text {
+            "whole" => Ok(InputMode::Whole),
+            "split" => Ok(InputMode::Split),
+            "truncated" => Ok(InputMode::Truncated),
+            other => Err(StoreError::Invalid(format!("unknown embedding input mode {other:?}"))),
+        }
+    }
+}
+
+/// Checks a batch for [`Store::put_embeddings_with_modes`] before anything is written: every
+/// vector has the model's dimensions and finite values, and `modes` is empty or one per vector.
+pub(crate) fn check_embeddings(
+    dimensions: usize,
+    vectors: &[(String, Vec<f32>)],
+    modes: &[InputMode],
+) -> Result<()> {
+    if !modes.is_empty() && modes.len() != vectors.len() {
+        return Err(StoreError::Invalid(format!(
+            "{} input modes for {} vectors",
+            modes.len(),
+            vectors.len()
+        )));
+    }
+    for (hash, vector) in vectors {
+        if vector.len() != dimensions {
+            return Err(StoreError::Invalid(format!(
+                "vector for {hash} has {} dimensions, the model has {dimensions}",
+                vector.len()
+            )));
+        }
+        if vector.iter().any(|x| !x.is_finite()) {
+            return Err(StoreError::Invalid(format!("vector for {hash} has a non-finite value")));
+        }
+    }
+    Ok(())
+}
+
 /// A chunk as read back for search results and the API.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChunkView {
@@ -691,17 +752,39 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Registers (or finds) a model; on PostgreSQL also creates its partial HNSW index.
     async fn register_model(&self, provider: &str, model: &str, dimensions: i32) -> Result<EmbeddingModel>;
     /// Distinct chunk content hashes of a project (all projects when `None`) that have no
-    /// embedding for `model_id`, with one content each, up to `limit`, in content-hash order.
+    /// embedding for `model_id`, with one content each, up to `limit`, in content-hash order,
+    /// starting after the hash `after` (a keyset cursor: pass the last hash of the previous page
+    /// to read the next one without reading the first again).
     async fn pending_embeddings(
         &self,
         model_id: i64,
         project_id: Option<i64>,
+        after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<(String, String)>>;
-    /// Stores vectors for content hashes; existing ones are kept (idempotent). Returns how many
-    /// were new. The batch is validated first (the model exists: else `NotFound`; every vector
-    /// has the model's dimensions and finite values: else `Invalid`) and stored whole or not at all.
-    async fn put_embeddings(&self, model_id: i64, vectors: &[(String, Vec<f32>)]) -> Result<u64>;
+    /// Stores vectors for content hashes, all sent whole; see
+    /// [`Store::put_embeddings_with_modes`].
+    async fn put_embeddings(&self, model_id: i64, vectors: &[(String, Vec<f32>)]) -> Result<u64> {
+        self.put_embeddings_with_modes(model_id, vectors, &[]).await
+    }
+    /// Stores vectors for content hashes, each with how its text was sent (`modes`: one per
+    /// vector, or empty for all [`InputMode::Whole`]); existing ones are kept (idempotent).
+    /// Returns how many were new. The batch is validated first (the model exists: else
+    /// `NotFound`; every vector has the model's dimensions and finite values, and `modes` fits:
+    /// else `Invalid`) and stored whole or not at all.
+    async fn put_embeddings_with_modes(
+        &self,
+        model_id: i64,
+        vectors: &[(String, Vec<f32>)],
+        modes: &[InputMode],
+    ) -> Result<u64>;
+    /// How the text of each of `hashes` that has an embedding for `model_id` was sent, in
+    /// content-hash order (hashes without one are left out).
+    async fn embedding_input_modes(
+        &self,
+        model_id: i64,
+        hashes: &[String],
+    ) -> Result<Vec<(String, InputMode)>>;
     /// Embeddings of a model in id order after `after_id`, for rebuilding a vector index.
     async fn embeddings_page(
         &self,

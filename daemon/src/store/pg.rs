@@ -35,9 +35,9 @@ use sqlx::{Connection, Postgres, Row};
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::{
     ActivityEntry, Agent, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, Execution,
-    FileState, FileWrite, IndexRun, Member, MigrationInfo, NewAgent, NewExecution, NewProject, NewReview,
-    NewTask, NewToken, NewUser, Project, Result, Review, RunCounts, RunEvent, RunStatus, ScoredChunk,
-    SearchScope, Store, StoreError, StoreStatus, SymbolView, Task, TaskFilter, TaskUpdate, User,
+    FileState, FileWrite, IndexRun, InputMode, Member, MigrationInfo, NewAgent, NewExecution, NewProject,
+    NewReview, NewTask, NewToken, NewUser, Project, Result, Review, RunCounts, RunEvent, RunStatus,
+    ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView, Task, TaskFilter, TaskUpdate, User,
 };
 use super::{FileDetail, FileRecord, FileView, ImportRecord};
 
@@ -501,7 +501,11 @@ impl Store for PgStore {
                   AND c.relname <> '_sqlx_migrations'
                   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype = 'e')
             )
-            SELECT format('column %s.%s #%s %s%s%s%s%s', r.relname, a.attname, a.attnum,
+            SELECT format('column %s.%s #%s %s%s%s%s%s', r.relname, a.attname,
+                          -- The position among live columns, not attnum: a column dropped by a
+                          -- down migration and added again by its up leaves a hole in attnum.
+                          (SELECT count(*) FROM pg_attribute a2 WHERE a2.attrelid = r.oid
+                             AND a2.attnum > 0 AND NOT a2.attisdropped AND a2.attnum <= a.attnum),
                           format_type(a.atttypid, a.atttypmod),
                           CASE WHEN a.attnotnull THEN ' not null' ELSE '' END,
                           CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END,
@@ -989,29 +993,37 @@ impl Store for PgStore {
         &self,
         model_id: i64,
         project_id: Option<i64>,
+        after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<(String, String)>> {
         if limit <= 0 {
             return Ok(Vec::new());
         }
         // One representative chunk (the oldest) per missing hash, in content-hash order as the
-        // trait promises; equal hashes mean equal text. DISTINCT ON walks the content_hash index.
+        // trait promises; equal hashes mean equal text. DISTINCT ON walks the content_hash index
+        // from the cursor; every hash sorts after '' (hashes are 64 hex digits).
         let rows = sqlx::query(
             "SELECT DISTINCT ON (c.content_hash) c.content_hash, c.content FROM chunks c \
-             WHERE ($2::int8 IS NULL OR c.project_id = $2) \
+             WHERE ($2::int8 IS NULL OR c.project_id = $2) AND c.content_hash > $4 \
                AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = $1 AND e.content_hash = c.content_hash) \
              ORDER BY c.content_hash, c.id LIMIT $3",
         )
         .bind(model_id)
         .bind(project_id)
         .bind(limit)
+        .bind(after.unwrap_or(""))
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
         rows.iter().map(|row| Ok((col(row, "content_hash")?, col(row, "content")?))).collect()
     }
 
-    async fn put_embeddings(&self, model_id: i64, vectors: &[(String, Vec<f32>)]) -> Result<u64> {
+    async fn put_embeddings_with_modes(
+        &self,
+        model_id: i64,
+        vectors: &[(String, Vec<f32>)],
+        modes: &[InputMode],
+    ) -> Result<u64> {
         if vectors.is_empty() {
             return Ok(0);
         }
@@ -1024,37 +1036,27 @@ impl Store for PgStore {
         let dimensions =
             dimensions.ok_or_else(|| StoreError::NotFound(format!("embedding model {model_id}")))?;
         // Validate everything first: a batch is stored whole or not at all.
-        for (hash, vector) in vectors {
-            if vector.len() != dimensions as usize {
-                return Err(StoreError::Invalid(format!(
-                    "vector for {hash} has {} dimensions, the model has {dimensions}",
-                    vector.len()
-                )));
-            }
-            if vector.iter().any(|x| !x.is_finite()) {
-                return Err(StoreError::Invalid(format!("vector for {hash} has a non-finite value")));
-            }
-        }
+        super::check_embeddings(usize::try_from(dimensions).unwrap_or(0), vectors, modes)?;
         let as_vector = self.has_pgvector_column().await?;
         let column_type = if as_vector { "vector" } else { "real[]" };
 
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         sqlx::query(&format!(
             "CREATE TEMP TABLE semdex_embeddings_stage (ord int4 NOT NULL, content_hash text NOT NULL, \
-             embedding {column_type} NOT NULL) ON COMMIT DROP"
+             embedding {column_type} NOT NULL, input_mode text NOT NULL) ON COMMIT DROP"
         ))
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
         let mut copy = tx
             .copy_in_raw(
-                "COPY semdex_embeddings_stage (ord, content_hash, embedding) FROM STDIN (FORMAT binary)",
+                "COPY semdex_embeddings_stage (ord, content_hash, embedding, input_mode) FROM STDIN (FORMAT binary)",
             )
             .await
             .map_err(db_err)?;
         let mut buf = CopyBuf::new();
         for (ord, (hash, vector)) in vectors.iter().enumerate() {
-            buf.row(3);
+            buf.row(4);
             buf.i32(i32::try_from(ord).unwrap_or(i32::MAX));
             buf.text(hash);
             if as_vector {
@@ -1062,6 +1064,7 @@ impl Store for PgStore {
             } else {
                 buf.real_array(vector)?;
             }
+            buf.text(modes.get(ord).copied().unwrap_or_default().as_str());
             if buf.len() >= COPY_CHUNK_BYTES {
                 copy.send(buf.take()).await.map_err(db_err)?;
             }
@@ -1071,8 +1074,8 @@ impl Store for PgStore {
         // Only the cache key may collide; any other constraint still fails the batch. Ids follow
         // the order given.
         let inserted = sqlx::query(
-            "INSERT INTO embeddings (model_id, content_hash, embedding) \
-             SELECT $1, content_hash, embedding FROM semdex_embeddings_stage ORDER BY ord \
+            "INSERT INTO embeddings (model_id, content_hash, embedding, input_mode) \
+             SELECT $1, content_hash, embedding, input_mode FROM semdex_embeddings_stage ORDER BY ord \
              ON CONFLICT (model_id, content_hash) DO NOTHING",
         )
         .bind(model_id)
@@ -1126,6 +1129,31 @@ impl Store for PgStore {
         .await
         .map_err(db_err)?;
         Ok((col(&row, "n")?, col(&row, "max_id")?))
+    }
+
+    async fn embedding_input_modes(
+        &self,
+        model_id: i64,
+        hashes: &[String],
+    ) -> Result<Vec<(String, InputMode)>> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT content_hash, input_mode FROM embeddings WHERE model_id = $1 \
+             AND content_hash = ANY($2::text[]) ORDER BY content_hash",
+        )
+        .bind(model_id)
+        .bind(hashes)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let mode: String = col(row, "input_mode")?;
+                Ok((col(row, "content_hash")?, InputMode::parse(&mode)?))
+            })
+            .collect()
     }
 
     async fn existing_embeddings(&self, model_id: i64, hashes: &[String]) -> Result<Vec<String>> {

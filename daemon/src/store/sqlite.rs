@@ -31,9 +31,9 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::{
     ActivityEntry, Agent, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, Execution,
-    FileState, FileWrite, IndexRun, Member, MigrationInfo, NewAgent, NewExecution, NewProject, NewReview,
-    NewTask, NewToken, NewUser, Project, Result, Review, RunCounts, RunEvent, RunStatus, ScoredChunk,
-    SearchScope, Store, StoreError, StoreStatus, SymbolView, Task, TaskFilter, TaskUpdate, User,
+    FileState, FileWrite, IndexRun, InputMode, Member, MigrationInfo, NewAgent, NewExecution, NewProject,
+    NewReview, NewTask, NewToken, NewUser, Project, Result, Review, RunCounts, RunEvent, RunStatus,
+    ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView, Task, TaskFilter, TaskUpdate, User,
 };
 use super::{FileDetail, FileRecord, FileView, ImportRecord};
 
@@ -849,40 +849,50 @@ impl Store for SqliteStore {
         &self,
         model_id: i64,
         project_id: Option<i64>,
+        after: Option<&str>,
         limit: i64,
     ) -> Result<Vec<(String, String)>> {
         if limit <= 0 {
             return Ok(Vec::new());
         }
         // One representative chunk per missing hash (equal hashes mean equal text), in hash
-        // order: the scan walks the (project_id, content_hash) or (content_hash) index and stops
-        // at `limit`, with no sort, so paging through a large backlog stays cheap.
+        // order: the scan walks the (project_id, content_hash) or (content_hash) index from the
+        // cursor and stops at `limit`, with no sort, so paging through a large backlog stays
+        // cheap. Every hash sorts after '' (hashes are 64 hex digits).
+        let after = after.unwrap_or("");
         let query = match project_id {
             Some(project_id) => sqlx::query(
                 "SELECT c.content_hash, c.content FROM chunks c JOIN ( \
-                     SELECT min(c2.id) AS id FROM chunks c2 WHERE c2.project_id = ?2 \
+                     SELECT min(c2.id) AS id FROM chunks c2 WHERE c2.project_id = ?2 AND c2.content_hash > ?4 \
                      AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.content_hash = c2.content_hash) \
                      GROUP BY c2.content_hash ORDER BY c2.content_hash LIMIT ?3) r ON r.id = c.id \
                  ORDER BY c.content_hash",
             )
             .bind(model_id)
             .bind(project_id)
-            .bind(limit),
+            .bind(limit)
+            .bind(after),
             None => sqlx::query(
                 "SELECT c.content_hash, c.content FROM chunks c JOIN ( \
-                     SELECT min(c2.id) AS id FROM chunks c2 \
-                     WHERE NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.content_hash = c2.content_hash) \
+                     SELECT min(c2.id) AS id FROM chunks c2 WHERE c2.content_hash > ?3 \
+                     AND NOT EXISTS (SELECT 1 FROM embeddings e WHERE e.model_id = ?1 AND e.content_hash = c2.content_hash) \
                      GROUP BY c2.content_hash ORDER BY c2.content_hash LIMIT ?2) r ON r.id = c.id \
                  ORDER BY c.content_hash",
             )
             .bind(model_id)
-            .bind(limit),
+            .bind(limit)
+            .bind(after),
         };
         let rows = query.fetch_all(&self.reader).await.map_err(db_err)?;
         rows.iter().map(|row| Ok((col(row, "content_hash")?, col(row, "content")?))).collect()
     }
 
-    async fn put_embeddings(&self, model_id: i64, vectors: &[(String, Vec<f32>)]) -> Result<u64> {
+    async fn put_embeddings_with_modes(
+        &self,
+        model_id: i64,
+        vectors: &[(String, Vec<f32>)],
+        modes: &[InputMode],
+    ) -> Result<u64> {
         if vectors.is_empty() {
             return Ok(0);
         }
@@ -895,27 +905,19 @@ impl Store for SqliteStore {
         let dimensions =
             dimensions.ok_or_else(|| StoreError::NotFound(format!("embedding model {model_id}")))?;
         // Validate everything first: a batch is stored whole or not at all.
-        let mut blobs = Vec::with_capacity(vectors.len());
-        for (hash, vector) in vectors {
-            if vector.len() as i64 != dimensions {
-                return Err(StoreError::Invalid(format!(
-                    "vector for {hash} has {} dimensions, the model has {dimensions}",
-                    vector.len()
-                )));
-            }
-            if vector.iter().any(|x| !x.is_finite()) {
-                return Err(StoreError::Invalid(format!("vector for {hash} has a non-finite value")));
-            }
-            blobs.push(encode_vector(vector));
-        }
+        super::check_embeddings(usize::try_from(dimensions).unwrap_or(0), vectors, modes)?;
+        let blobs: Vec<Vec<u8>> = vectors.iter().map(|(_, v)| encode_vector(v)).collect();
+        let mode = |i: usize| modes.get(i).copied().unwrap_or_default().as_str();
         let mut tx = self.begin_write().await?;
         let mut inserted = 0;
-        let rows: Vec<(&String, &Vec<u8>)> = vectors.iter().map(|(h, _)| h).zip(blobs.iter()).collect();
+        let rows: Vec<(&String, &Vec<u8>, &str)> =
+            vectors.iter().zip(blobs.iter()).enumerate().map(|(i, ((h, _), b))| (h, b, mode(i))).collect();
         for batch in rows.chunks(BATCH_ROWS) {
-            let mut qb =
-                QueryBuilder::<Sqlite>::new("INSERT INTO embeddings (model_id, content_hash, vector) ");
-            qb.push_values(batch, |mut b, (hash, blob)| {
-                b.push_bind(model_id).push_bind(*hash).push_bind(*blob);
+            let mut qb = QueryBuilder::<Sqlite>::new(
+                "INSERT INTO embeddings (model_id, content_hash, vector, input_mode) ",
+            );
+            qb.push_values(batch, |mut b, (hash, blob, mode)| {
+                b.push_bind(model_id).push_bind(*hash).push_bind(*blob).push_bind(*mode);
             });
             // Only the cache key may collide; any other constraint still fails the batch.
             qb.push(" ON CONFLICT (model_id, content_hash) DO NOTHING");
@@ -923,6 +925,31 @@ impl Store for SqliteStore {
         }
         tx.commit().await.map_err(db_err)?;
         Ok(inserted)
+    }
+
+    async fn embedding_input_modes(
+        &self,
+        model_id: i64,
+        hashes: &[String],
+    ) -> Result<Vec<(String, InputMode)>> {
+        if hashes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = sqlx::query(
+            "SELECT content_hash, input_mode FROM embeddings WHERE model_id = ? \
+             AND content_hash IN (SELECT value FROM json_each(?)) ORDER BY content_hash",
+        )
+        .bind(model_id)
+        .bind(json_list(hashes))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        rows.iter()
+            .map(|row| {
+                let mode: String = col(row, "input_mode")?;
+                Ok((col(row, "content_hash")?, InputMode::parse(&mode)?))
+            })
+            .collect()
     }
 
     async fn embeddings_page(

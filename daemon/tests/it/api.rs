@@ -17,7 +17,7 @@ use semdex::api::{self, AppState};
 use semdex::config::{Config, Overrides};
 use semdex::engine::Engine;
 use semdex::runner::Runner;
-use semdex::store::{NewProject, NewToken, NewUser, SharedStore};
+use semdex::store::{self as st, NewProject, NewToken, NewUser, SharedStore};
 
 use crate::support;
 
@@ -1068,6 +1068,30 @@ async fn authorization_matrix(backend: Backend) {
     }
 }
 both!(authorization_matrix_has_no_unexpected_success, authorization_matrix);
+
+/// A chunk shows whether it has a vector under the configured model, and how its text was sent
+/// (issue 4: "the chunk records which").
+async fn chunk_shows_its_embedding(backend: Backend) {
+    let Some(h) = harness(backend, "none").await else { return };
+    let uri = format!("/v1/chunks/{}", h.ids.chunk_a);
+    let res = h.call(Method::GET, &uri, None, None).await;
+    assert_eq!(res.status, StatusCode::OK, "{}", res.text);
+    assert!(res.body["embedding"].is_null(), "not embedded yet: {}", res.text);
+
+    let store = h.store().clone();
+    let model = &h.state.engine.model;
+    let hash = res.body["content_hash"].as_str().unwrap().to_string();
+    let vector = vec![0.125; model.dimensions as usize];
+    store.put_embeddings_with_modes(model.id, &[(hash, vector)], &[st::InputMode::Truncated]).await.unwrap();
+    let res = h.call(Method::GET, &uri, None, None).await;
+    assert_eq!(
+        res.body["embedding"],
+        json!({"model": model.model, "dimensions": model.dimensions, "input_mode": "truncated"}),
+        "{}",
+        res.text
+    );
+}
+both!(chunk_shows_its_embedding_and_how_it_was_sent, chunk_shows_its_embedding);
 
 /// The other project's member does reach their own project, and its lists hold only its rows.
 async fn member_reaches_own_project(backend: Backend) {

@@ -68,14 +68,18 @@ async fn populate(store: &dyn Store) {
     store.finish_run(run.id, st::RunStatus::Succeeded, None).await.unwrap();
     store.set_last_indexed_commit(a.id, Some("0123456789abcdef")).await.unwrap();
     let model = store.register_model("builtin", "semdex-lexical", 8).await.unwrap();
-    let pending = store.pending_embeddings(model.id, None, 100).await.unwrap();
+    let pending = store.pending_embeddings(model.id, None, None, 100).await.unwrap();
     assert!(pending.len() >= 4);
     let vectors: Vec<(String, Vec<f32>)> = pending
         .iter()
         .enumerate()
         .map(|(i, (h, _))| (h.clone(), (0..8).map(|d| ((i * 8 + d) as f32 * 0.37).sin() / 3.0).collect()))
         .collect();
-    store.put_embeddings(model.id, &vectors).await.unwrap();
+    // Every input mode, so the round trips carry each.
+    let modes: Vec<st::InputMode> = (0..vectors.len())
+        .map(|i| [st::InputMode::Whole, st::InputMode::Split, st::InputMode::Truncated][i % 3])
+        .collect();
+    store.put_embeddings_with_modes(model.id, &vectors, &modes).await.unwrap();
     let token = store
         .create_token(NewToken {
             name: "ci".into(),
@@ -280,6 +284,63 @@ async fn sqlite_to_postgres_and_back_keeps_every_row() {
     let (_d3, fresh) = sqlite().await;
     assert_eq!(target.schema_dump().await.unwrap(), fresh.schema_dump().await.unwrap());
     check_live(&target).await;
+}
+
+/// A backup written at schema version 1, before embeddings recorded their input mode, restores
+/// into the current schema with every embedding read as sent whole.
+#[tokio::test]
+async fn a_backup_from_schema_version_1_restores_with_whole_inputs() {
+    let work = tempfile::tempdir().unwrap();
+    let (_d0, origin) = sqlite().await;
+    populate(&origin).await;
+    let current = work.path().join("current.jsonl");
+    backup::backup(&origin, &current).await.unwrap();
+
+    // As 0001 wrote it: no input_mode column.
+    let (mut header, mut rows) = unseal(&current);
+    header["schema_version"] = json!(1);
+    for (table, row) in &mut rows {
+        if table == "embeddings" {
+            assert!(row.as_object_mut().unwrap().remove("input_mode").is_some());
+        }
+    }
+    let old = work.path().join("v1.jsonl");
+    seal(&old, &header, &rows);
+    assert_eq!(backup::validate(&old).unwrap().header.schema_version, 1);
+
+    let mut targets: Vec<Box<dyn Store>> = Vec::new();
+    let (_d1, sqlite_target) = sqlite().await;
+    targets.push(Box::new(sqlite_target));
+    if let Some(pg) = postgres().await {
+        targets.push(Box::new(pg));
+    }
+    for target in &targets {
+        backup::restore(target.as_ref(), &old, false).await.unwrap();
+        let model = target.register_model("builtin", "semdex-lexical", 8).await.unwrap();
+        let hashes: Vec<String> =
+            target.embeddings_page(model.id, 0, 100).await.unwrap().into_iter().map(|(_, h, _)| h).collect();
+        assert_eq!(hashes.len(), 4);
+        let modes = target.embedding_input_modes(model.id, &hashes).await.unwrap();
+        assert_eq!(modes.len(), 4);
+        assert!(modes.iter().all(|(_, m)| *m == st::InputMode::Whole), "{modes:?}");
+        // The rest is as in the current backup, row for row.
+        let (_, now) = unseal(&current);
+        let mut restored = work.path().join("again.jsonl");
+        restored.set_extension(format!("{}.jsonl", target.status().await.unwrap().backend.name()));
+        backup::backup(target.as_ref(), &restored).await.unwrap();
+        let (_, again) = unseal(&restored);
+        let without_modes = |rows: Vec<(String, Value)>| -> Vec<(String, Value)> {
+            rows.into_iter()
+                .map(|(t, mut r)| {
+                    if t == "embeddings" {
+                        r.as_object_mut().unwrap().remove("input_mode");
+                    }
+                    (t, r)
+                })
+                .collect()
+        };
+        assert_eq!(without_modes(again), without_modes(now));
+    }
 }
 
 /// Ways a backup file can be damaged, each with the words its error must contain.

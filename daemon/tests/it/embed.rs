@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use semdex::embed::{
-    BuiltinEmbedder, CircuitState, EmbedError, Embedder, InputAdjustment, OpenAiConfig, OpenAiEmbedder,
-    OverLongPolicy, QueryEmbedder,
+    BuiltinEmbedder, CircuitState, EmbedError, Embedder, EncodingFormat, InputAdjustment, OpenAiConfig,
+    OpenAiEmbedder, OverLongPolicy, QueryEmbedder,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -233,14 +233,28 @@ fn expected(text: &str, dims: usize) -> Vec<f32> {
     v
 }
 
-/// A correct answer: one vector per input, in order, and usage of 1000 + inputs.
+/// The standard base64 of a vector's little-endian `f32`s, as `encoding_format: "base64"` asks.
+fn base64_vector(vector: &[f32]) -> String {
+    use base64::Engine as _;
+    let bytes: Vec<u8> = vector.iter().flat_map(|x| x.to_le_bytes()).collect();
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A correct answer: one vector per input, in order, in the encoding the request asked for
+/// (floats when it did not say), and usage of 1000 + inputs.
 fn normal_body(seen: &Seen, default_dims: usize) -> serde_json::Value {
     let dims = seen.body["dimensions"].as_u64().map_or(default_dims, |d| d as usize);
+    let base64 = seen.body["encoding_format"] == "base64";
     let inputs = seen.inputs();
     let data: Vec<serde_json::Value> = inputs
         .iter()
         .enumerate()
-        .map(|(i, text)| serde_json::json!({"object": "embedding", "index": i, "embedding": server_vector(text, dims)}))
+        .map(|(i, text)| {
+            let vector = server_vector(text, dims);
+            let embedding =
+                if base64 { serde_json::json!(base64_vector(&vector)) } else { serde_json::json!(vector) };
+            serde_json::json!({"object": "embedding", "index": i, "embedding": embedding})
+        })
         .collect();
     serde_json::json!({
         "object": "list",
@@ -317,13 +331,64 @@ async fn normal_batch_is_sent_once_and_returned_in_order() {
             "model": "test-embed",
             "input": ["function createUser() {}", "class UserService {}", " "],
             "dimensions": DIMS,
-            "encoding_format": "float",
+            "encoding_format": "base64",
         })
     );
     assert_eq!(embedder.circuit_state(), CircuitState::Closed);
     assert_eq!(embedder.spec().provider, "openai");
     assert_eq!(embedder.metrics().requests, 1);
     assert_eq!(embedder.metrics().retries, 0);
+}
+
+#[tokio::test]
+async fn float_arrays_are_accepted_from_a_server_that_ignores_the_encoding() {
+    // The client asks for base64 (the default); the server answers floats anyway.
+    let server = Server::start(|seen| {
+        let mut plain = seen.clone();
+        plain.body["encoding_format"] = serde_json::json!("float");
+        Reply::ok_body(normal_body(&plain, DIMS).to_string())
+    })
+    .await;
+    let embedder = OpenAiEmbedder::new(config(&server)).unwrap();
+    let inputs = texts(&["fn a() {}", "fn b() {}"]);
+    let out = embedder.embed(&inputs).await.unwrap();
+    assert_eq!(server.seen()[0].body["encoding_format"], "base64");
+    assert_eq!(server.calls(), 1);
+    for (v, text) in out.vectors.iter().zip(&inputs) {
+        assert_close(v, &expected(text, DIMS));
+    }
+}
+
+#[tokio::test]
+async fn float_encoding_can_be_configured() {
+    let server = Server::start(|_| Reply::Normal).await;
+    let mut cfg = config(&server);
+    cfg.encoding_format = EncodingFormat::Float;
+    let embedder = OpenAiEmbedder::new(cfg).unwrap();
+    let out = embedder.embed(&texts(&["fn a() {}"])).await.unwrap();
+    let seen = &server.seen()[0];
+    assert_eq!(seen.body["encoding_format"], "float");
+    assert!(seen.body["input"].is_array());
+    assert_close(&out.vectors[0], &expected("fn a() {}", DIMS));
+}
+
+#[tokio::test]
+async fn a_broken_base64_answer_is_retried_and_never_returned() {
+    // Three bytes are not a whole f32; then NaN bits; then a good answer.
+    let server = Server::start(|seen| {
+        let mut body = normal_body(seen, DIMS);
+        match seen.n {
+            1 => body["data"][0]["embedding"] = serde_json::json!("AAAA"),
+            2 => body["data"][0]["embedding"] = serde_json::json!(base64_vector(&[f32::NAN; DIMS])),
+            _ => {}
+        }
+        Reply::ok_body(body.to_string())
+    })
+    .await;
+    let embedder = OpenAiEmbedder::new(config(&server)).unwrap();
+    let out = embedder.embed(&texts(&["x"])).await.unwrap();
+    assert_eq!(server.calls(), 3);
+    assert_close(&out.vectors[0], &expected("x", DIMS));
 }
 
 #[tokio::test]
@@ -658,6 +723,8 @@ async fn invalid_values_are_retried_one_by_one() {
     })
     .await;
     let mut cfg = config(&server);
+    // The faults are written into float arrays.
+    cfg.encoding_format = EncodingFormat::Float;
     cfg.max_retries = 6;
     let embedder = OpenAiEmbedder::new(cfg).unwrap();
     let inputs = texts(&["p", "q"]);
@@ -680,6 +747,7 @@ async fn non_finite_values_every_time_reject_the_batch() {
     })
     .await;
     let mut cfg = config(&server);
+    cfg.encoding_format = EncodingFormat::Float;
     cfg.max_retries = 1;
     let embedder = OpenAiEmbedder::new(cfg).unwrap();
     let err = embedder.embed(&texts(&["p"])).await.unwrap_err();

@@ -210,7 +210,16 @@ pub async fn suite_migrations_round_trip(store: &dyn Store) {
     let p = project(store, "round-trip").await;
     store.replace_file(p.id, &file("a.ts").chunk("", "let a = 1;").build(), None, None).await.unwrap();
 
+    // One step down reverts the latest migration only; its up gives the same schema back.
     store.migrate_down(None).await.unwrap();
+    assert_eq!(store.status().await.unwrap().schema_version, Some(status.latest_version - 1));
+    let one_down = store.schema_dump().await.unwrap();
+    assert_ne!(one_down, before);
+    assert!(!one_down.iter().any(|o| o.contains("input_mode")), "0002 left its column behind");
+    store.migrate_up().await.unwrap();
+    assert_eq!(store.schema_dump().await.unwrap(), before);
+
+    store.migrate_down(Some(0)).await.unwrap();
     assert_eq!(store.status().await.unwrap().schema_version, None);
     assert_eq!(store.schema_dump().await.unwrap(), Vec::<String>::new(), "down left objects behind");
     // Nothing left to revert.
@@ -822,7 +831,7 @@ pub async fn suite_embeddings(store: &dyn Store) {
         .unwrap();
 
     // In content-hash order.
-    let all = store.pending_embeddings(m.id, None, 100).await.unwrap();
+    let all = store.pending_embeddings(m.id, None, None, 100).await.unwrap();
     let mut expected = vec![
         (hash("only in a"), "only in a".to_string()),
         (hash("only in b"), "only in b".into()),
@@ -830,26 +839,31 @@ pub async fn suite_embeddings(store: &dyn Store) {
     ];
     expected.sort();
     assert_eq!(all, expected);
-    let mut in_q: Vec<String> =
-        store.pending_embeddings(m.id, Some(q.id), 100).await.unwrap().into_iter().map(|(h, _)| h).collect();
+    let mut in_q: Vec<String> = store
+        .pending_embeddings(m.id, Some(q.id), None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(h, _)| h)
+        .collect();
     in_q.sort();
     let mut expected_q = vec![hash("only in b"), hash("shared")];
     expected_q.sort();
     assert_eq!(in_q, expected_q);
-    assert_eq!(store.pending_embeddings(m.id, None, 2).await.unwrap().len(), 2);
+    assert_eq!(store.pending_embeddings(m.id, None, None, 2).await.unwrap().len(), 2);
 
     let v_shared = vec![0.5f32, -0.5, 0.25, 1.0e-7];
     assert_eq!(store.put_embeddings(m.id, &[(hash("shared"), v_shared.clone())]).await.unwrap(), 1);
     // Idempotent: the existing vector is kept.
     assert_eq!(store.put_embeddings(m.id, &[(hash("shared"), vec![9.0; 4])]).await.unwrap(), 0);
     let mut left: Vec<String> =
-        store.pending_embeddings(m.id, None, 100).await.unwrap().into_iter().map(|(h, _)| h).collect();
+        store.pending_embeddings(m.id, None, None, 100).await.unwrap().into_iter().map(|(h, _)| h).collect();
     left.sort();
     let mut expected_left = vec![hash("only in a"), hash("only in b")];
     expected_left.sort();
     assert_eq!(left, expected_left);
     // Another model still needs everything.
-    assert_eq!(store.pending_embeddings(m8.id, None, 100).await.unwrap().len(), 3);
+    assert_eq!(store.pending_embeddings(m8.id, None, None, 100).await.unwrap().len(), 3);
 
     // Malformed batches store nothing.
     let extent = store.embeddings_extent(m.id).await.unwrap();

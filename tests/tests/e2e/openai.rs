@@ -92,10 +92,22 @@ fn serve(
                 .map(|a| a.iter().map(|t| t.as_str().unwrap_or("").to_string()).collect())
                 .unwrap_or_default();
             inputs.fetch_add(texts.len(), Ordering::SeqCst);
+            // Base64 of little-endian f32s when asked, as OpenAI does; floats otherwise.
+            let base64 = request["encoding_format"] == "base64";
             let data: Vec<serde_json::Value> = texts
                 .iter()
                 .enumerate()
-                .map(|(i, t)| serde_json::json!({"object": "embedding", "index": i, "embedding": vector(t)}))
+                .map(|(i, t)| {
+                    let v = vector(t);
+                    let embedding = if base64 {
+                        use base64::Engine as _;
+                        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                        serde_json::json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+                    } else {
+                        serde_json::json!(v)
+                    };
+                    serde_json::json!({"object": "embedding", "index": i, "embedding": embedding})
+                })
                 .collect();
             let tokens: usize = texts.iter().map(|t| t.split_whitespace().count()).sum();
             let body = serde_json::json!({

@@ -7,12 +7,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use semdex::embed::{
-    BuiltinEmbedder, CircuitState, EmbedError, EmbedStats, Embedder, ModelSpec, OpenAiEmbedder, embed_pending,
+    BuiltinEmbedder, CircuitState, EmbedError, EmbedStats, Embedder, ModelSpec, OpenAiEmbedder,
+    OverLongPolicy, embed_pending,
 };
-use semdex::store::{ChunkRecord, FileRecord, FileWrite, NewProject, SqliteStore, Store};
+use semdex::store::{ChunkRecord, FileRecord, FileWrite, InputMode, NewProject, PgStore, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
-use super::{DIMS, Reply, Server, assert_close, config, expected, normal_body};
+use super::{DIMS, Reply, Server, assert_close, config, expected, long_source, normal_body};
+use crate::support;
 
 /// A migrated SQLite store in a temporary directory (kept alive by the returned guard).
 async fn sqlite_store() -> (tempfile::TempDir, SqliteStore) {
@@ -72,7 +74,7 @@ fn file_write(path: &str, contents: &[&str]) -> FileWrite {
 }
 
 /// A project with `files` written, and the test model registered.
-async fn project_with(store: &SqliteStore, files: &[FileWrite], spec: &ModelSpec) -> (i64, i64) {
+async fn project_with(store: &dyn Store, files: &[FileWrite], spec: &ModelSpec) -> (i64, i64) {
     let project = store
         .create_project(NewProject {
             name: "p".into(),
@@ -89,7 +91,7 @@ async fn project_with(store: &SqliteStore, files: &[FileWrite], spec: &ModelSpec
 }
 
 /// Every stored vector of a model, by content hash.
-async fn stored(store: &SqliteStore, model_id: i64) -> std::collections::BTreeMap<String, Vec<f32>> {
+async fn stored(store: &dyn Store, model_id: i64) -> std::collections::BTreeMap<String, Vec<f32>> {
     store.embeddings_page(model_id, 0, 1_000_000).await.unwrap().into_iter().map(|(_, h, v)| (h, v)).collect()
 }
 
@@ -229,7 +231,7 @@ async fn a_failed_batch_stores_nothing_and_stays_pending() {
         texts.iter().map(|t| content_hash(t)).filter(|h| !vectors.contains_key(h)).collect();
     unstored.sort();
     let pending: Vec<String> = store
-        .pending_embeddings(model, Some(project), 100)
+        .pending_embeddings(model, Some(project), None, 100)
         .await
         .unwrap()
         .into_iter()
@@ -281,7 +283,7 @@ async fn an_open_circuit_pauses_the_pass_and_leaves_chunks_pending() {
     assert_eq!((stats.chunks_embedded, stats.failures, stats.calls), (0, 2, 3));
     assert_eq!(embedder.circuit_state(), CircuitState::Open);
     assert!(stored(&store, model).await.is_empty());
-    assert_eq!(store.pending_embeddings(model, Some(project), 100).await.unwrap().len(), 10);
+    assert_eq!(store.pending_embeddings(model, Some(project), None, 100).await.unwrap().len(), 10);
 }
 
 #[tokio::test]
@@ -328,6 +330,26 @@ async fn a_cancelled_pass_drops_in_flight_batches_and_stores_nothing_partial() {
 }
 
 #[tokio::test]
+async fn a_store_error_in_the_writer_stops_the_pass() {
+    // Vectors for a model the store does not know: the first write fails, and the call loop
+    // stops instead of sending the rest.
+    let server = Server::start(|_| Reply::After(Duration::from_millis(20), Box::new(Reply::Normal))).await;
+    let mut cfg = config(&server);
+    cfg.max_batch_inputs = 2;
+    cfg.concurrency = 2;
+    let embedder = OpenAiEmbedder::new(cfg).unwrap();
+    let texts = chunk_texts(40);
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let (_dir, store) = sqlite_store().await;
+    let (project, model) = project_with(&store, &[file_write("a.ts", &refs)], embedder.spec()).await;
+    let cancel = CancellationToken::new();
+    let err = embed_pending(&store, model + 1000, &embedder, Some(project), &cancel, None).await.unwrap_err();
+    assert!(matches!(err, EmbedError::Store(_)), "{err:?}");
+    assert!(server.calls() < 20, "{} calls: the pass went on after the store failed", server.calls());
+    assert!(stored(&store, model).await.is_empty());
+}
+
+#[tokio::test]
 async fn the_builtin_embedder_fills_the_cache_offline() {
     let embedder = BuiltinEmbedder::new(64);
     let texts = chunk_texts(300);
@@ -344,4 +366,58 @@ async fn the_builtin_embedder_fills_the_cache_offline() {
     }
     let again = embed_pending(&store, model, &embedder, Some(project), &cancel, None).await.unwrap();
     assert_eq!(again.calls, 0);
+}
+
+/// Issue 4: "an over-long input is split ... or truncated, by configuration, and the chunk
+/// records which". Through `embed_pending` and a real server, each stored embedding records how
+/// its text was sent, and a second pass sends nothing.
+async fn check_over_long_inputs_are_recorded(store: &dyn Store) {
+    let long = long_source();
+    assert!(indexer::count_tokens(&long) > 200);
+    let short = "export const short = 1;";
+    let (project, _) = project_with(
+        store,
+        &[file_write("a.ts", &[short, &long])],
+        &ModelSpec { provider: "openai".into(), model: "unused".into(), dimensions: DIMS },
+    )
+    .await;
+    for (policy, mode) in
+        [(OverLongPolicy::Split, InputMode::Split), (OverLongPolicy::Truncate, InputMode::Truncated)]
+    {
+        let server = Server::start(|_| Reply::Normal).await;
+        let mut cfg = config(&server);
+        cfg.model = format!("test-embed-{}", mode.as_str());
+        cfg.max_input_tokens = 200;
+        cfg.over_long = policy;
+        let embedder = OpenAiEmbedder::new(cfg).unwrap();
+        let spec = embedder.spec();
+        let model =
+            store.register_model(&spec.provider, &spec.model, spec.dimensions as i32).await.unwrap().id;
+        let cancel = CancellationToken::new();
+        let stats = embed_pending(store, model, &embedder, Some(project), &cancel, None).await.unwrap();
+        assert_eq!(stats.chunks_embedded, 2);
+        assert_eq!((stats.split, stats.truncated), if mode == InputMode::Split { (1, 0) } else { (0, 1) });
+        let hashes = [content_hash(short), content_hash(&long)];
+        let mut want = vec![(hashes[0].clone(), InputMode::Whole), (hashes[1].clone(), mode)];
+        want.sort_by(|a, b| a.0.cmp(&b.0));
+        let got = store.embedding_input_modes(model, &hashes).await.unwrap();
+        assert_eq!(got, want, "{policy:?}: in content-hash order");
+        let calls = server.calls();
+        let again = embed_pending(store, model, &embedder, Some(project), &cancel, None).await.unwrap();
+        assert_eq!((again, server.calls()), (EmbedStats::default(), calls));
+    }
+}
+
+#[tokio::test]
+async fn over_long_inputs_are_recorded_as_split_or_truncated_sqlite() {
+    let (_dir, store) = sqlite_store().await;
+    check_over_long_inputs_are_recorded(&store).await;
+}
+
+#[tokio::test]
+async fn over_long_inputs_are_recorded_as_split_or_truncated_postgres() {
+    let Some(url) = support::pg_database().await else { return };
+    let store = PgStore::connect(&url).await.unwrap();
+    store.migrate_up().await.unwrap();
+    check_over_long_inputs_are_recorded(&store).await;
 }
