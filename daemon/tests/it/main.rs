@@ -15,6 +15,8 @@ mod backup;
 mod embed;
 /// Git hooks: install and chaining, notifications, delivery and the spool, accept on both backends.
 mod hooks;
+/// Search on the fixture project through the library: kind filter, fuzzy symbols.
+mod search;
 /// The store suite, run against SQLite and PostgreSQL.
 mod store;
 /// PostgreSQL-specific store tests and the suite's PostgreSQL runner.
