@@ -19,6 +19,7 @@ use semdex::engine::Engine;
 use semdex::runner::Runner;
 use semdex::store::{NewProject, NewToken, NewUser, SharedStore};
 
+use crate::Backend;
 use crate::support;
 
 /// The name of the project the "other project's member" must never see.
@@ -27,12 +28,6 @@ const HIDDEN: &str = "alpha-hidden";
 const OUTSIDE: &str = "OUTSIDE_ROOT_SENTINEL";
 /// The fallback's body for an unknown route.
 const FALLBACK: &str = r#"{"error":{"code":"not_found","message":"route not found"}}"#;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// Ids of the rows every request is built from: project A (`HIDDEN`) holds one of everything,
 /// project B belongs to the member user.
@@ -348,22 +343,6 @@ async fn seed(h: &mut Harness) {
     ids.victim_token = token(&store, None, "read").await.0;
     h.ids = ids;
     h.tokens = tokens;
-}
-
-/// Runs an async test body on SQLite and, when configured, on PostgreSQL.
-macro_rules! both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$body(super::Backend::Sqlite).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$body(super::Backend::Postgres).await;
-            }
-        }
-    };
 }
 
 // The route table, as requests --------------------------------------------------------------

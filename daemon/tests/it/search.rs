@@ -11,13 +11,8 @@ use semdex::search::{self, Expansion, Mode, SearchError, SearchHit, SearchReques
 use semdex::store::NewProject;
 use tokio_util::sync::CancellationToken;
 
+use crate::Backend;
 use crate::support;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 struct Indexed {
     _dir: tempfile::TempDir,
@@ -56,22 +51,6 @@ async fn indexed(backend: Backend) -> Option<Indexed> {
         .await
         .unwrap();
     Some(Indexed { _dir: dir, engine, project: project.id })
-}
-
-/// Runs an async test body on SQLite and, when configured, on PostgreSQL.
-macro_rules! both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$body(super::Backend::Sqlite).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$body(super::Backend::Postgres).await;
-            }
-        }
-    };
 }
 
 impl Indexed {
