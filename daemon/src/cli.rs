@@ -85,6 +85,10 @@ enum Command {
         /// Only this language (repeatable): typescript, tsx, javascript.
         #[arg(long = "language")]
         languages: Vec<String>,
+        /// Only results defining a symbol of this kind (repeatable, or a comma list): function,
+        /// class, method, interface, type_alias, enum, variable, ...
+        #[arg(long = "kind", value_delimiter = ',')]
+        kinds: Vec<String>,
         /// Include each signal's rank and score.
         #[arg(long)]
         explain: bool,
@@ -266,17 +270,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { .. } => crate::serve::serve(config).await,
         Command::Token { action } => token(&config, action).await,
         Command::Index { path, project, json, dry_run } => index(config, path, project, json, dry_run).await,
-        Command::Search { query, project, top_k, mode, paths, languages, explain, json, local } => {
+        Command::Search { query, project, top_k, mode, paths, languages, kinds, explain, json, local } => {
             let Some(mode) = Mode::parse(&mode) else {
                 eprintln!("semdex: unknown mode {mode:?} (expected hybrid, semantic, lexical or symbol)");
                 return Ok(ExitCode::from(2));
             };
+            if let Err(e) = search::check_kinds(&kinds) {
+                eprintln!("semdex: {e}");
+                return Ok(ExitCode::from(2));
+            }
             // A daemon serving this data directory answers, so the search sees its warm caches
             // and its freshest index; without one, the search runs here on the store.
             if !local && let Some(daemon) = crate::serve::running_daemon(&config).await {
                 let mut body = serde_json::json!({
                     "query": query, "top_k": top_k, "mode": mode.name(), "explain": explain,
-                    "filters": { "path_include": paths, "languages": languages },
+                    "filters": { "path_include": paths, "languages": languages, "kinds": kinds },
                 });
                 if let Some(name) = &project {
                     body["projects"] = serde_json::json!([name]);
@@ -298,6 +306,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             req.mode = mode;
             req.path_include = paths;
             req.languages = languages;
+            req.kinds = kinds;
             req.explain = explain;
             let response = search::search(&engine, &req).await?;
             print_search(&api::search_response_json(&response, explain), json, explain);

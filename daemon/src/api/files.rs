@@ -119,17 +119,15 @@ pub async fn symbols(
         return Err(ApiError::BadRequest("q must be 1 to 512 bytes".into()));
     }
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
-    let scope = SearchScope { project_ids: vec![project_id], languages: Vec::new() };
-    // A kind filter is applied to a wider candidate list, so matches of other kinds do not
-    // crowd out the ones asked for.
-    let fetch = if q.kind.is_some() { limit * 10 } else { limit };
-    let found = state.engine.store.symbol_search(&q.q, &scope, fetch).await?;
-    let symbols: Vec<Value> = found
-        .iter()
-        .filter(|s| q.kind.as_ref().is_none_or(|k| &s.kind == k))
-        .take(limit as usize)
-        .map(symbol_json)
-        .collect();
+    // The kind filter runs in the store, so matches of other kinds do not crowd out the ones
+    // asked for.
+    let scope = SearchScope {
+        project_ids: vec![project_id],
+        languages: Vec::new(),
+        kinds: q.kind.into_iter().collect(),
+    };
+    let found = state.engine.store.symbol_search(&q.q, &scope, limit).await?;
+    let symbols: Vec<Value> = found.iter().map(symbol_json).collect();
     Ok(Json(json!({ "symbols": symbols })))
 }
 

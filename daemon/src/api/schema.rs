@@ -51,6 +51,10 @@ pub fn request_body(method: &Method, path: &str) -> Option<Value> {
                 "mode": { "type": STRING, "enum": ["hybrid", "semantic", "lexical", "symbol"] },
                 "filters": object(&[], json!({
                     "path_include": strings(), "path_exclude": strings(), "languages": strings(),
+                    "kinds": {
+                        "type": "array",
+                        "items": { "type": STRING, "enum": crate::search::symbol_kinds() },
+                    },
                 })),
                 "expand": object(&[], json!({
                     "imports": t("boolean"), "importers": t("boolean"), "decay": t("number"),

@@ -24,6 +24,9 @@ struct Filters {
     path_exclude: Vec<String>,
     #[serde(default)]
     languages: Vec<String>,
+    /// Symbol kinds as the indexer names them (`function`, `class`, ...).
+    #[serde(default)]
+    kinds: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +87,9 @@ pub async fn search(
             ApiError::BadRequest(format!("unknown mode {m:?} (expected hybrid, semantic, lexical or symbol)"))
         })?,
     };
+    // Before the projects are resolved, so an unknown kind is refused even where nothing is
+    // readable.
+    search::check_kinds(&body.filters.kinds)?;
     let store = &state.engine.store;
     let allowed = principal.project_ids(store).await?;
     let all = store.list_projects().await?;
@@ -122,6 +128,7 @@ pub async fn search(
     req.path_include = body.filters.path_include;
     req.path_exclude = body.filters.path_exclude;
     req.languages = body.filters.languages;
+    req.kinds = body.filters.kinds;
     req.explain = body.explain;
     if let Some(e) = body.expand {
         let decay = e.decay.unwrap_or(0.5);

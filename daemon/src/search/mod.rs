@@ -5,6 +5,10 @@
 //! are merged, at most `max_per_file` results come from one file, path globs filter the result,
 //! and an optional expansion adds the importers and imports of the top hits with a decayed score.
 //!
+//! Language and symbol-kind filters go into the store's queries ([`SearchScope`]), so each
+//! signal still fills its list; a kind filter keeps the chunks that define a symbol of one of
+//! the kinds, and the symbol signal looks only at symbols of those kinds.
+//!
 //! When the embedder is unavailable (circuit open, upstream down), `hybrid` degrades to the
 //! lexical and symbol signals and says so in [`SearchResponse::degraded`]; `semantic` fails with
 //! [`SearchError::EmbedderUnavailable`].
@@ -81,6 +85,9 @@ pub struct SearchRequest {
     pub path_include: Vec<String>,
     pub path_exclude: Vec<String>,
     pub languages: Vec<String>,
+    /// Only results defining a symbol of one of these kinds (see [`symbol_kinds`]); all when
+    /// empty.
+    pub kinds: Vec<String>,
     pub expand: Option<Expansion>,
     pub explain: bool,
     pub weights: Weights,
@@ -99,6 +106,7 @@ impl SearchRequest {
             path_include: Vec::new(),
             path_exclude: Vec::new(),
             languages: Vec::new(),
+            kinds: Vec::new(),
             expand: None,
             explain: false,
             weights: Weights::default(),
@@ -156,6 +164,22 @@ pub enum SearchError {
 
 const SNIPPET_LINES: usize = 12;
 
+/// The symbol kinds a search can filter on: the names the indexer stores.
+pub fn symbol_kinds() -> Vec<&'static str> {
+    indexer::SymbolKind::ALL.iter().map(|k| k.name()).collect()
+}
+
+/// Refuses a kind filter naming a kind the indexer never stores, listing the ones it does.
+pub fn check_kinds(kinds: &[String]) -> Result<(), SearchError> {
+    match kinds.iter().find(|k| indexer::SymbolKind::from_name(k).is_none()) {
+        None => Ok(()),
+        Some(bad) => Err(SearchError::Invalid(format!(
+            "unknown symbol kind {bad:?} (expected one of: {})",
+            symbol_kinds().join(", ")
+        ))),
+    }
+}
+
 /// One signal's ranked hits: its name, its fusion weight, and `(chunk, own score)` best first.
 type SignalList = (&'static str, f64, Vec<(ChunkView, f64)>);
 
@@ -171,9 +195,14 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
     if req.top_k == 0 || req.top_k > 200 {
         return Err(SearchError::Invalid("top_k must be between 1 and 200".into()));
     }
+    check_kinds(&req.kinds)?;
     let include = glob_set(&req.path_include)?;
     let exclude = glob_set(&req.path_exclude)?;
-    let scope = SearchScope { project_ids: req.project_ids.clone(), languages: req.languages.clone() };
+    let scope = SearchScope {
+        project_ids: req.project_ids.clone(),
+        languages: req.languages.clone(),
+        kinds: req.kinds.clone(),
+    };
     // Over-fetch so that merging, per-file caps and path filters still leave top_k results.
     let fetch = (req.top_k * 5).max(50) as i64;
     let store = engine.store.as_ref();
@@ -266,8 +295,9 @@ async fn dense(
     // allowed set reads every embedding id. Vectors whose text no chunk holds any more (the
     // cache outlives edits) drop out when chunks are joined; if they crowd out most hits, the
     // walk is redone within the allowed set.
-    let everything =
-        scope.languages.is_empty() && store.list_projects().await?.len() == scope.project_ids.len();
+    let everything = scope.languages.is_empty()
+        && scope.kinds.is_empty()
+        && store.list_projects().await?.len() == scope.project_ids.len();
     if everything {
         let hits = local(None)?;
         let chunks = chunks_for(engine, &hits, scope).await?;
@@ -304,7 +334,8 @@ async fn chunks_for(
 }
 
 /// Symbol matches mapped to the chunks holding their definitions. Exact name matches score 3,
-/// prefix 2, substring 1 (the store orders them; the score here only explains).
+/// prefix 2, substring 1, fuzzy (a typo away) 0.5 (the store orders them; the score here only
+/// explains).
 async fn symbols(
     engine: &Engine,
     query: &str,
@@ -321,15 +352,19 @@ async fn symbols(
     // Every word's matches, then their chunks in two queries for the lot.
     let mut matches: Vec<(SymbolView, f64)> = Vec::new();
     for word in words {
-        let lw = word.to_lowercase();
+        // ASCII case folding, as the store matches.
+        let lw = word.to_ascii_lowercase();
         for sym in store.symbol_search(word, scope, k).await? {
-            let name = sym.name.to_lowercase();
-            let quality = if name == lw || sym.qualified_name.to_lowercase() == lw {
+            let name = sym.name.to_ascii_lowercase();
+            let qualified = sym.qualified_name.to_ascii_lowercase();
+            let quality = if name == lw || qualified == lw {
                 3.0
             } else if name.starts_with(&lw) {
                 2.0
-            } else {
+            } else if name.contains(&lw) || qualified.contains(&lw) {
                 1.0
+            } else {
+                0.5
             };
             matches.push((sym, quality));
         }
@@ -452,7 +487,7 @@ async fn expand(
             if !have.insert((project_id, npath.clone())) {
                 continue;
             }
-            let Some(chunk) = store.chunk_at(project_id, &npath, 1).await? else { continue };
+            let Some(chunk) = neighbour_chunk(engine, project_id, &npath, scope).await? else { continue };
             if !scope.languages.is_empty() && !scope.languages.contains(&chunk.language) {
                 continue;
             }
@@ -471,6 +506,23 @@ async fn expand(
     results.extend(added);
     results.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.chunk.id.cmp(&b.chunk.id)));
     Ok(())
+}
+
+/// The chunk an expansion shows for a neighbouring file: its first, or under a kind filter the
+/// one holding its first symbol of those kinds (none when it defines no such symbol).
+async fn neighbour_chunk(
+    engine: &Engine,
+    project_id: i64,
+    path: &str,
+    scope: &SearchScope,
+) -> Result<Option<ChunkView>, SearchError> {
+    let store = engine.store.as_ref();
+    if scope.kinds.is_empty() {
+        return Ok(store.chunk_at(project_id, path, 1).await?);
+    }
+    let Some(detail) = store.file_detail(project_id, path).await? else { return Ok(None) };
+    let Some(symbol) = detail.symbols.iter().find(|s| scope.kinds.contains(&s.kind)) else { return Ok(None) };
+    Ok(store.chunk_at(project_id, path, symbol.start_line).await?)
 }
 
 /// The first lines of a result with the positions of query terms marked.

@@ -5,6 +5,7 @@
 //! the indexer's types never derive serde or sqlx traits.
 
 mod dump;
+mod fuzzy;
 mod pg;
 mod sqlite;
 
@@ -292,6 +293,11 @@ pub struct SearchScope {
     pub project_ids: Vec<i64>,
     /// Only these languages (all when empty).
     pub languages: Vec<String>,
+    /// Only these symbol kinds (all when empty), as the indexer names them (`function`,
+    /// `class`, ...). A chunk is in scope when a symbol of one of them starts on one of its lines
+    /// (the link [`Store::symbol_chunk_ids`] follows from a symbol to its chunk); a symbol is in
+    /// scope when it is of one of them.
+    pub kinds: Vec<String>,
 }
 
 /// The state of an index run.
@@ -846,7 +852,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     ) -> Result<Vec<ScoredChunk>>;
     /// Symbols whose name or qualified name matches exactly, by prefix or by substring
     /// (ASCII case-insensitive), in that order; within each, name matches before
-    /// qualified-name matches, then exported first, then shorter names, then path.
+    /// qualified-name matches, then exported first, then shorter names, then path. Then, while
+    /// `limit` is not reached, fuzzy matches of the name for typos (`store/fuzzy.rs`): by edit
+    /// distance, then exported first, then shorter names.
     async fn symbol_search(&self, query: &str, scope: &SearchScope, limit: i64) -> Result<Vec<SymbolView>>;
     /// Chunks by id, in the order given; unknown ids are skipped.
     async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>>;

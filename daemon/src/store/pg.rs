@@ -33,6 +33,7 @@ use sqlx::postgres::{PgConnection, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Postgres, Row};
 
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
+use super::fuzzy::{self, Fuzzy};
 use super::{
     ActivityEntry, Agent, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, Execution,
     FileState, FileWrite, IndexRun, InputMode, Member, MigrationInfo, NewAgent, NewExecution, NewProject,
@@ -157,10 +158,11 @@ macro_rules! chunk_view_select {
     };
 }
 
-/// The scope predicate on a chunks alias `c`, with the project ids and languages as parameters
-/// `$a` (int8[]) and `$b` (text[], empty for all).
+/// The scope predicate on a chunks alias `c`, with the project ids, languages and symbol kinds
+/// as parameters `$a` (int8[]), `$b` and `$k` (text[], empty for all). A chunk passes the kind
+/// filter when a symbol of one of the kinds starts on one of its lines.
 macro_rules! chunk_scope {
-    ($projects:literal, $languages:literal) => {
+    ($projects:literal, $languages:literal, $kinds:literal) => {
         concat!(
             "c.project_id = ANY($",
             $projects,
@@ -168,6 +170,31 @@ macro_rules! chunk_scope {
             $languages,
             "::text[]) = 0 OR c.language = ANY($",
             $languages,
+            "::text[])) AND (cardinality($",
+            $kinds,
+            "::text[]) = 0 OR EXISTS (SELECT 1 FROM symbols ks WHERE ks.file_id = c.file_id ",
+            "AND ks.start_line BETWEEN c.start_line AND c.end_line AND ks.kind = ANY($",
+            $kinds,
+            "::text[])))"
+        )
+    };
+}
+
+/// The scope predicate on a symbols alias `s` joined to its file `f`: project ids (int8[]),
+/// languages and kinds (text[], empty for all).
+macro_rules! symbol_scope {
+    ($projects:literal, $languages:literal, $kinds:literal) => {
+        concat!(
+            "s.project_id = ANY($",
+            $projects,
+            "::int8[]) AND (cardinality($",
+            $languages,
+            "::text[]) = 0 OR f.language = ANY($",
+            $languages,
+            "::text[])) AND (cardinality($",
+            $kinds,
+            "::text[]) = 0 OR s.kind = ANY($",
+            $kinds,
             "::text[]))"
         )
     };
@@ -289,7 +316,7 @@ impl PgStore {
         let filter = if scope.is_some() {
             concat!(
                 " AND EXISTS (SELECT 1 FROM chunks c WHERE c.content_hash = e.content_hash AND ",
-                chunk_scope!("3", "4"),
+                chunk_scope!("3", "4", "5"),
                 ")"
             )
         } else {
@@ -326,7 +353,7 @@ impl PgStore {
         let vector = pgvector::Vector::from(query.to_vec());
         let mut q = sqlx::query(&sql).bind(vector).bind(k);
         if let Some(scope) = scope {
-            q = q.bind(&scope.project_ids).bind(&scope.languages);
+            q = q.bind(&scope.project_ids).bind(&scope.languages).bind(&scope.kinds);
         }
         let rows = q.fetch_all(&mut *tx).await.map_err(db_err)?;
         tx.commit().await.map_err(db_err)?;
@@ -362,7 +389,7 @@ impl PgStore {
         let rows = sqlx::query(concat!(
             "SELECT e.id, (e.embedding::vector <#> $1::vector)::float8 AS distance FROM embeddings e ",
             "WHERE e.model_id = $2 AND e.content_hash IN (SELECT c.content_hash FROM chunks c WHERE ",
-            chunk_scope!("3", "4"),
+            chunk_scope!("3", "4", "6"),
             ") ORDER BY distance, e.id LIMIT $5"
         ))
         .bind(pgvector::Vector::from(query.to_vec()))
@@ -370,6 +397,7 @@ impl PgStore {
         .bind(&scope.project_ids)
         .bind(&scope.languages)
         .bind(k)
+        .bind(&scope.kinds)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -1189,7 +1217,7 @@ impl Store for PgStore {
             "JOIN (",
             chunk_view_select!(),
             " WHERE ",
-            chunk_scope!("3", "4"),
+            chunk_scope!("3", "4", "5"),
             ") v ON v.content_hash = e.content_hash ",
             "ORDER BY j.ord, v.id"
         ))
@@ -1197,6 +1225,7 @@ impl Store for PgStore {
         .bind(embedding_ids)
         .bind(&scope.project_ids)
         .bind(&scope.languages)
+        .bind(&scope.kinds)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -1222,12 +1251,13 @@ impl Store for PgStore {
         let row = sqlx::query(concat!(
             "SELECT (SELECT count(*) FROM embeddings WHERE model_id = $1) AS total, ",
             "(SELECT count(DISTINCT c.content_hash) FROM chunks c WHERE ",
-            chunk_scope!("2", "3"),
+            chunk_scope!("2", "3", "4"),
             ") AS scoped"
         ))
         .bind(model.id)
         .bind(&scope.project_ids)
         .bind(&scope.languages)
+        .bind(&scope.kinds)
         .fetch_one(&self.pool)
         .await
         .map_err(db_err)?;
@@ -1248,12 +1278,13 @@ impl Store for PgStore {
             "SELECT DISTINCT e.id FROM chunks c ",
             "JOIN embeddings e ON e.model_id = $1 AND e.content_hash = c.content_hash ",
             "WHERE ",
-            chunk_scope!("2", "3"),
+            chunk_scope!("2", "3", "4"),
             " ORDER BY e.id"
         ))
         .bind(model_id)
         .bind(&scope.project_ids)
         .bind(&scope.languages)
+        .bind(&scope.kinds)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)
@@ -1273,13 +1304,14 @@ impl Store for PgStore {
         let rows = sqlx::query(concat!(
             "SELECT c.id, ts_rank_cd(c.lexical_tsv, $1::tsquery, 1)::float8 AS score FROM chunks c ",
             "WHERE c.lexical_tsv @@ $1::tsquery AND ",
-            chunk_scope!("2", "3"),
+            chunk_scope!("2", "3", "5"),
             " ORDER BY score DESC, c.id LIMIT $4"
         ))
         .bind(query)
         .bind(&scope.project_ids)
         .bind(&scope.languages)
         .bind(limit)
+        .bind(&scope.kinds)
         .fetch_all(&self.pool)
         .await
         .map_err(db_err)?;
@@ -1320,14 +1352,11 @@ impl Store for PgStore {
             }
             let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
             let sql = format!(
-                "SELECT s.id, s.project_id, f.path, s.name, s.qualified_name, s.kind, s.signature, s.start_line, \
-                 s.end_line, s.exported \
-                 FROM symbols s JOIN files f ON f.id = s.file_id \
-                 WHERE {condition} \
-                 AND s.project_id = ANY($3::int8[]) \
-                 AND (cardinality($4::text[]) = 0 OR f.language = ANY($4::text[])) \
+                "{} WHERE {condition} AND {} \
                  AND NOT (s.id = ANY($5::int8[])) \
-                 ORDER BY {order}, f.path COLLATE \"C\", s.id LIMIT $6"
+                 ORDER BY {order}, f.path COLLATE \"C\", s.id LIMIT $6",
+                symbol_view_select!(),
+                symbol_scope!("3", "4", "7"),
             );
             let rows = sqlx::query(&sql)
                 .bind(&q)
@@ -1336,24 +1365,42 @@ impl Store for PgStore {
                 .bind(&scope.languages)
                 .bind(&seen)
                 .bind(remaining)
+                .bind(&scope.kinds)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(db_err)?;
             for row in &rows {
-                out.push(SymbolView {
-                    id: col(row, "id")?,
-                    project_id: col(row, "project_id")?,
-                    path: col(row, "path")?,
-                    name: col(row, "name")?,
-                    qualified_name: col(row, "qualified_name")?,
-                    kind: col(row, "kind")?,
-                    signature: col(row, "signature")?,
-                    start_line: col(row, "start_line")?,
-                    end_line: col(row, "end_line")?,
-                    exported: col(row, "exported")?,
-                });
+                out.push(symbol_view_from_row(row)?);
             }
         }
+        let remaining = limit - out.len() as i64;
+        let Some(fuzzy) = Fuzzy::new(&q).filter(|_| remaining > 0) else { return Ok(out) };
+        // Candidates for typos, the same list as SQLite reads: names starting with the query's
+        // first character (an index range through text_pattern_ops), of a length the allowed
+        // distance can reach, in byte order; ranked in Rust.
+        let (shortest, longest) = fuzzy.lengths();
+        let sql = format!(
+            "{} WHERE lower(s.name) LIKE $1 AND length(s.name) BETWEEN $2 AND $3 \
+             AND {} AND NOT (s.id = ANY($7::int8[])) \
+             ORDER BY lower(s.name) COLLATE \"C\", s.name COLLATE \"C\", f.path COLLATE \"C\", s.id LIMIT $8",
+            symbol_view_select!(),
+            symbol_scope!("4", "5", "6"),
+        );
+        let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
+        let rows = sqlx::query(&sql)
+            .bind(format!("{}%", like_escape(&fuzzy.first())))
+            .bind(shortest as i32)
+            .bind(longest as i32)
+            .bind(&scope.project_ids)
+            .bind(&scope.languages)
+            .bind(&scope.kinds)
+            .bind(&seen)
+            .bind(fuzzy::MAX_CANDIDATES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let candidates = rows.iter().map(symbol_view_from_row).collect::<Result<Vec<_>>>()?;
+        out.extend(fuzzy.rank(candidates, remaining as usize));
         Ok(out)
     }
 

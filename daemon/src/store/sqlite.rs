@@ -29,6 +29,7 @@ use sqlx::sqlite::{
 use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
+use super::fuzzy::{self, Fuzzy};
 use super::{
     ActivityEntry, Agent, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, Execution,
     FileState, FileWrite, IndexRun, InputMode, Member, MigrationInfo, NewAgent, NewExecution, NewProject,
@@ -119,6 +120,43 @@ macro_rules! symbol_view_select {
         "SELECT s.id, s.project_id, f.path, s.name, s.qualified_name, s.kind, s.signature, s.start_line, \
          s.end_line, s.exported \
          FROM symbols s JOIN files f ON f.id = s.file_id"
+    };
+}
+
+/// The kind filter on a chunks alias: with a JSON list of kinds as the parameter (NULL for
+/// all), a chunk passes when a symbol of one of them starts on one of its lines.
+macro_rules! chunk_kinds {
+    ($alias:literal, $kinds:literal) => {
+        concat!(
+            "(",
+            $kinds,
+            " IS NULL OR EXISTS (SELECT 1 FROM chunks kc JOIN symbols ks ON ks.file_id = kc.file_id ",
+            "AND ks.start_line BETWEEN kc.start_line AND kc.end_line WHERE kc.id = ",
+            $alias,
+            ".id AND ks.kind IN (SELECT value FROM json_each(",
+            $kinds,
+            "))))"
+        )
+    };
+}
+
+/// The scope predicate on a symbols alias `s` joined to its file `f`: projects, languages and
+/// kinds as JSON-list parameters (languages and kinds NULL for all).
+macro_rules! symbol_scope {
+    ($projects:literal, $languages:literal, $kinds:literal) => {
+        concat!(
+            "s.project_id IN (SELECT value FROM json_each(",
+            $projects,
+            ")) AND (",
+            $languages,
+            " IS NULL OR f.language IN (SELECT value FROM json_each(",
+            $languages,
+            "))) AND (",
+            $kinds,
+            " IS NULL OR s.kind IN (SELECT value FROM json_each(",
+            $kinds,
+            ")))"
+        )
     };
 }
 
@@ -1032,13 +1070,15 @@ impl Store for SqliteStore {
             chunk_view_select!(),
             ") v ON v.content_hash = e.content_hash ",
             "WHERE v.project_id IN (SELECT value FROM json_each(?3)) ",
-            "AND (?4 IS NULL OR v.language IN (SELECT value FROM json_each(?4))) ",
-            "ORDER BY j.key, v.id"
+            "AND (?4 IS NULL OR v.language IN (SELECT value FROM json_each(?4))) AND ",
+            chunk_kinds!("v", "?5"),
+            " ORDER BY j.key, v.id"
         ))
         .bind(model_id)
         .bind(json_list(embedding_ids))
         .bind(json_list(&scope.project_ids))
         .bind(languages(scope))
+        .bind(kinds(scope))
         .fetch_all(&self.reader)
         .await
         .map_err(db_err)?;
@@ -1049,16 +1089,18 @@ impl Store for SqliteStore {
         if scope.project_ids.is_empty() {
             return Ok(Vec::new());
         }
-        sqlx::query_scalar(
-            "SELECT DISTINCT e.id FROM chunks c \
-             JOIN embeddings e ON e.model_id = ?1 AND e.content_hash = c.content_hash \
-             WHERE c.project_id IN (SELECT value FROM json_each(?2)) \
-             AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) \
-             ORDER BY e.id",
-        )
+        sqlx::query_scalar(concat!(
+            "SELECT DISTINCT e.id FROM chunks c ",
+            "JOIN embeddings e ON e.model_id = ?1 AND e.content_hash = c.content_hash ",
+            "WHERE c.project_id IN (SELECT value FROM json_each(?2)) ",
+            "AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) AND ",
+            chunk_kinds!("c", "?4"),
+            " ORDER BY e.id"
+        ))
         .bind(model_id)
         .bind(json_list(&scope.project_ids))
         .bind(languages(scope))
+        .bind(kinds(scope))
         .fetch_all(&self.reader)
         .await
         .map_err(db_err)
@@ -1074,17 +1116,19 @@ impl Store for SqliteStore {
         if scope.project_ids.is_empty() || limit <= 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "SELECT c.id, bm25(chunks_fts) AS rank FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid \
-             WHERE chunks_fts MATCH ?1 \
-             AND c.project_id IN (SELECT value FROM json_each(?2)) \
-             AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) \
-             ORDER BY rank, c.id LIMIT ?4",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT c.id, bm25(chunks_fts) AS rank FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid ",
+            "WHERE chunks_fts MATCH ?1 ",
+            "AND c.project_id IN (SELECT value FROM json_each(?2)) ",
+            "AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) AND ",
+            chunk_kinds!("c", "?5"),
+            " ORDER BY rank, c.id LIMIT ?4"
+        ))
         .bind(query)
         .bind(json_list(&scope.project_ids))
         .bind(languages(scope))
         .bind(limit)
+        .bind(kinds(scope))
         .fetch_all(&self.reader)
         .await
         .map_err(db_err)?;
@@ -1131,12 +1175,11 @@ impl Store for SqliteStore {
             }
             let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
             let sql = format!(
-                "{} WHERE {condition} \
-                 AND s.project_id IN (SELECT value FROM json_each(?3)) \
-                 AND (?4 IS NULL OR f.language IN (SELECT value FROM json_each(?4))) \
+                "{} WHERE {condition} AND {} \
                  AND s.id NOT IN (SELECT value FROM json_each(?5)) \
                  ORDER BY {order}, f.path, s.id LIMIT ?6",
-                symbol_view_select!()
+                symbol_view_select!(),
+                symbol_scope!("?3", "?4", "?7"),
             );
             let rows = sqlx::query(&sql)
                 .bind(&q)
@@ -1145,24 +1188,43 @@ impl Store for SqliteStore {
                 .bind(languages(scope))
                 .bind(json_list(&seen))
                 .bind(remaining)
+                .bind(kinds(scope))
                 .fetch_all(&self.reader)
                 .await
                 .map_err(db_err)?;
             for row in &rows {
-                out.push(SymbolView {
-                    id: col(row, "id")?,
-                    project_id: col(row, "project_id")?,
-                    path: col(row, "path")?,
-                    name: col(row, "name")?,
-                    qualified_name: col(row, "qualified_name")?,
-                    kind: col(row, "kind")?,
-                    signature: col(row, "signature")?,
-                    start_line: col(row, "start_line")?,
-                    end_line: col(row, "end_line")?,
-                    exported: col(row, "exported")?,
-                });
+                out.push(symbol_view_from_row(row)?);
             }
         }
+        let remaining = limit - out.len() as i64;
+        let Some(fuzzy) = Fuzzy::new(&q).filter(|_| remaining > 0) else { return Ok(out) };
+        // Candidates for typos: the index range of names starting with the query's first
+        // character, of a length the allowed distance can reach, ranked in Rust.
+        let first = fuzzy.first();
+        let (shortest, longest) = fuzzy.lengths();
+        let sql = format!(
+            "{} WHERE lower(s.name) >= ?1 AND lower(s.name) < ?2 AND length(s.name) BETWEEN ?3 AND ?4 \
+             AND {} AND s.id NOT IN (SELECT value FROM json_each(?8)) \
+             ORDER BY lower(s.name), s.name, f.path, s.id LIMIT ?9",
+            symbol_view_select!(),
+            symbol_scope!("?5", "?6", "?7"),
+        );
+        let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
+        let rows = sqlx::query(&sql)
+            .bind(&first)
+            .bind(format!("{first}\u{10FFFF}"))
+            .bind(shortest)
+            .bind(longest)
+            .bind(json_list(&scope.project_ids))
+            .bind(languages(scope))
+            .bind(kinds(scope))
+            .bind(json_list(&seen))
+            .bind(fuzzy::MAX_CANDIDATES)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        let candidates = rows.iter().map(symbol_view_from_row).collect::<Result<Vec<_>>>()?;
+        out.extend(fuzzy.rank(candidates, remaining as usize));
         Ok(out)
     }
 
@@ -2133,6 +2195,11 @@ fn json_list<T: serde::Serialize>(items: &[T]) -> String {
 /// The scope's languages as a JSON list, or NULL for "all".
 fn languages(scope: &SearchScope) -> Option<String> {
     (!scope.languages.is_empty()).then(|| json_list(&scope.languages))
+}
+
+/// The scope's symbol kinds as a JSON list, or NULL for "all".
+fn kinds(scope: &SearchScope) -> Option<String> {
+    (!scope.kinds.is_empty()).then(|| json_list(&scope.kinds))
 }
 
 /// A timestamp in the schema's text form.

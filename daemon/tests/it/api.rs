@@ -19,6 +19,7 @@ use semdex::engine::Engine;
 use semdex::runner::Runner;
 use semdex::store::{self as st, NewProject, NewToken, NewUser, SharedStore};
 
+use crate::Backend;
 use crate::support;
 
 /// The name of the project the "other project's member" must never see.
@@ -27,12 +28,6 @@ const HIDDEN: &str = "alpha-hidden";
 const OUTSIDE: &str = "OUTSIDE_ROOT_SENTINEL";
 /// The fallback's body for an unknown route.
 const FALLBACK: &str = r#"{"error":{"code":"not_found","message":"route not found"}}"#;
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 /// Ids of the rows every request is built from: project A (`HIDDEN`) holds one of everything,
 /// project B belongs to the member user.
@@ -350,22 +345,6 @@ async fn seed(h: &mut Harness) {
     h.tokens = tokens;
 }
 
-/// Runs an async test body on SQLite and, when configured, on PostgreSQL.
-macro_rules! both {
-    ($name:ident, $body:ident) => {
-        mod $name {
-            #[tokio::test]
-            async fn sqlite() {
-                super::$body(super::Backend::Sqlite).await;
-            }
-            #[tokio::test]
-            async fn postgres() {
-                super::$body(super::Backend::Postgres).await;
-            }
-        }
-    };
-}
-
 // The route table, as requests --------------------------------------------------------------
 
 /// A request for a route of the table on `h`'s rows, and the status it gets from a caller
@@ -427,7 +406,11 @@ fn request_with(
         ("GET", "/v1/runs/{run_id}") => ("", None, S::OK),
         ("POST", "/v1/runs/{run_id}/cancel") => ("", None, S::OK),
         ("GET", "/v1/runs/{run_id}/events" | "/v1/runs/{run_id}/stream") => ("", None, S::OK),
-        ("POST", "/v1/search") => ("", Some(json!({ "query": "alphaThing", "mode": "lexical" })), S::OK),
+        ("POST", "/v1/search") => (
+            "",
+            Some(json!({ "query": "alphaThing", "mode": "lexical", "filters": { "kinds": ["function"] } })),
+            S::OK,
+        ),
         ("GET", "/v1/projects/{project_id}/files") => ("", None, S::OK),
         ("GET", "/v1/projects/{project_id}/file") => ("?path=src/a.ts", None, S::OK),
         ("GET", "/v1/projects/{project_id}/symbols") => ("?q=alpha", None, S::OK),
@@ -1309,16 +1292,14 @@ async fn openapi(backend: Backend) {
             ["schema"];
         let Some(body) = body else { continue };
         let Some(sent) = body.as_object().filter(|o| !o.is_empty()) else { continue };
-        let properties = schema["properties"].as_object();
-        assert!(properties.is_some(), "{} {} reads a body it does not document", r.method, r.path);
-        for key in sent.keys() {
-            assert!(
-                properties.unwrap().contains_key(key),
-                "{} {}: {key} is not documented",
-                r.method,
-                r.path
-            );
-        }
+        assert!(
+            schema["properties"].is_object(),
+            "{} {} reads a body it does not document",
+            r.method,
+            r.path
+        );
+        let undocumented = undocumented(sent, schema);
+        assert!(undocumented.is_empty(), "{} {}: {undocumented:?} not documented", r.method, r.path);
         for required in schema["required"].as_array().unwrap() {
             assert!(
                 sent.contains_key(required.as_str().unwrap()),
@@ -1354,3 +1335,67 @@ async fn openapi(backend: Backend) {
     assert_eq!(unknown.text, FALLBACK);
 }
 both!(openapi_documents_every_route_and_only_those, openapi);
+
+/// The properties of a sent body, nested objects and enum values included, that `schema` does
+/// not document.
+fn undocumented(sent: &serde_json::Map<String, Value>, schema: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    for (key, value) in sent {
+        let Some(property) = schema["properties"].get(key) else {
+            out.push(key.clone());
+            continue;
+        };
+        if let Some(nested) = value.as_object().filter(|_| property["properties"].is_object()) {
+            out.extend(undocumented(nested, property).into_iter().map(|k| format!("{key}.{k}")));
+        }
+        if let (Some(items), Some(allowed)) = (value.as_array(), property["items"]["enum"].as_array()) {
+            out.extend(items.iter().filter(|i| !allowed.contains(i)).map(|i| format!("{key}={i}")));
+        }
+    }
+    out
+}
+
+// Search filters ----------------------------------------------------------------------------
+
+/// The symbol-kind filter over HTTP: it restricts results, and an unknown kind is a 400 naming
+/// the kinds there are, the same list the OpenAPI document gives.
+async fn search_kinds(backend: Backend) {
+    let Some(h) = harness(backend, "token").await else { return };
+    let search = |kinds: Value| json!({ "query": "alphaThing bravo", "mode": "lexical", "filters": { "kinds": kinds } });
+    let all =
+        h.send(Method::POST, "/v1/search", json!({ "query": "alphaThing bravo", "mode": "lexical" })).await;
+    assert_eq!(all.status, StatusCode::OK, "{}", all.text);
+    let mut every: Vec<&str> =
+        all.body["results"].as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
+    every.sort();
+    assert_eq!(every, ["src/a.ts", "src/b.ts"], "{}", all.text);
+    let functions = h.send(Method::POST, "/v1/search", search(json!(["function"]))).await;
+    assert_eq!(functions.status, StatusCode::OK, "{}", functions.text);
+    let found: Vec<&str> =
+        functions.body["results"].as_array().unwrap().iter().map(|r| r["path"].as_str().unwrap()).collect();
+    assert_eq!(found, ["src/a.ts"], "{}", functions.text);
+    let classes = h.send(Method::POST, "/v1/search", search(json!(["class", "interface"]))).await;
+    assert_eq!(classes.status, StatusCode::OK, "{}", classes.text);
+    assert_eq!(classes.body["results"], json!([]), "{}", classes.text);
+
+    let bad = h.send(Method::POST, "/v1/search", search(json!(["function", "widget"]))).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text);
+    assert_eq!(bad.body["error"]["code"], json!("bad_request"), "{}", bad.text);
+    let message = bad.body["error"]["message"].as_str().unwrap();
+    let doc = h.call(Method::GET, "/openapi.json", None, None).await;
+    let kinds = &doc.body["paths"]["/v1/search"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+        ["properties"]["filters"]["properties"]["kinds"]["items"]["enum"];
+    let kinds: Vec<&str> = kinds.as_array().unwrap().iter().map(|k| k.as_str().unwrap()).collect();
+    assert!(kinds.contains(&"type_alias") && kinds.len() == 13, "{kinds:?}");
+    assert!(message.contains("\"widget\"") && message.contains(&kinds.join(", ")), "{message}");
+    // Refused even for a caller who can read no project.
+    let empty = h
+        .send(
+            Method::POST,
+            "/v1/search",
+            json!({ "query": "x", "projects": [], "filters": { "kinds": ["widget"] } }),
+        )
+        .await;
+    assert_eq!(empty.status, StatusCode::BAD_REQUEST, "{}", empty.text);
+}
+both!(search_kind_filter_and_unknown_kinds, search_kinds);

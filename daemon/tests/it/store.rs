@@ -67,6 +67,14 @@ impl FileBuilder {
         self
     }
 
+    /// Adds a symbol starting and ending on `line`.
+    pub fn symbol_at(self, line: i32, qualified_name: &str, kind: &str, exported: bool) -> Self {
+        let mut this = self.symbol(qualified_name, kind, exported, None);
+        let added = this.symbols.last_mut().unwrap();
+        (added.start_line, added.end_line) = (line, line);
+        this
+    }
+
     /// Adds an import resolved to `target` (a path in the same project) when given.
     pub fn import(mut self, specifier: &str, target: Option<&str>, kind: &str) -> Self {
         self.imports.push(ImportRecord {
@@ -145,7 +153,7 @@ pub async fn project(store: &dyn Store, name: &str) -> Project {
 }
 
 pub fn scope(project_ids: &[i64]) -> SearchScope {
-    SearchScope { project_ids: project_ids.to_vec(), languages: Vec::new() }
+    SearchScope { project_ids: project_ids.to_vec(), ..SearchScope::default() }
 }
 
 /// Row count of a table as `status` reports it.
@@ -557,7 +565,8 @@ pub async fn suite_lexical_search(store: &dyn Store) {
     let either = lexical(store, &["misc", "legacy"], &in_p).await;
     assert_eq!(either.len(), 2, "{either:?}");
 
-    let ts_only = SearchScope { project_ids: vec![p.id], languages: vec!["typescript".into()] };
+    let ts_only =
+        SearchScope { project_ids: vec![p.id], languages: vec!["typescript".into()], kinds: vec![] };
     assert_eq!(lexical(store, &["createuser"], &ts_only).await, ["src/users.ts#0"]);
     assert_eq!(lexical(store, &["createuser"], &scope(&[q.id])).await, ["src/users.ts#0"]);
     assert_eq!(lexical(store, &["createuser"], &scope(&[p.id, q.id])).await.len(), 3);
@@ -646,6 +655,166 @@ pub async fn suite_symbol_search(store: &dyn Store) {
         (view.name.as_str(), view.kind.as_str(), view.exported),
         ("parseHeaderLine", "function", true)
     );
+}
+
+/// The symbol-kind filter: a chunk passes when a symbol of one of the kinds starts on one of its
+/// lines, in every scoped query (lexical, symbols, vector hits, the allowed set, dense search
+/// in the database); a symbol passes when it is of one of the kinds.
+pub async fn suite_kind_filter(store: &dyn Store) {
+    let p = project(store, "kinds").await;
+    store
+        .replace_file(
+            p.id,
+            &file("src/shapes.ts")
+                .chunk("Circle", "export class Circle { area() { return radius * radius; } }")
+                .chunk("circleArea", "export function circleArea(radius) { return radius * radius; }")
+                .chunk("", "const radius = 2;")
+                .symbol_at(1, "Circle", "class", true)
+                .symbol_at(1, "Circle.area", "method", false)
+                .symbol_at(2, "circleArea", "function", true)
+                .symbol_at(3, "radius", "variable", false)
+                .build(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    store
+        .replace_file(p.id, &file("src/notes.ts").chunk("", "// radius of a circle").build(), None, None)
+        .await
+        .unwrap();
+    let kinds = |kinds: &[&str]| SearchScope {
+        project_ids: vec![p.id],
+        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+        ..SearchScope::default()
+    };
+    let mut all = lexical(store, &["radius"], &kinds(&[])).await;
+    all.sort();
+    assert_eq!(all, ["src/notes.ts#0", "src/shapes.ts#0", "src/shapes.ts#1", "src/shapes.ts#2"]);
+    assert_eq!(lexical(store, &["radius"], &kinds(&["function"])).await, ["src/shapes.ts#1"]);
+    assert_eq!(lexical(store, &["radius"], &kinds(&["class"])).await, ["src/shapes.ts#0"]);
+    assert_eq!(lexical(store, &["radius"], &kinds(&["method"])).await, ["src/shapes.ts#0"]);
+    let mut two = lexical(store, &["radius"], &kinds(&["function", "variable"])).await;
+    two.sort();
+    assert_eq!(two, ["src/shapes.ts#1", "src/shapes.ts#2"]);
+    assert!(lexical(store, &["radius"], &kinds(&["enum"])).await.is_empty());
+
+    let found = |results: Vec<semdex::store::SymbolView>| -> Vec<String> {
+        results.into_iter().map(|s| format!("{}:{}", s.kind, s.qualified_name)).collect()
+    };
+    assert_eq!(
+        found(store.symbol_search("circle", &kinds(&[]), 10).await.unwrap()),
+        ["class:Circle", "function:circleArea", "method:Circle.area"]
+    );
+    assert_eq!(
+        found(store.symbol_search("circle", &kinds(&["function"]), 10).await.unwrap()),
+        ["function:circleArea"]
+    );
+    assert_eq!(
+        found(store.symbol_search("circle", &kinds(&["class", "method"]), 10).await.unwrap()),
+        ["class:Circle", "method:Circle.area"]
+    );
+    assert!(store.symbol_search("circle", &kinds(&["interface"]), 10).await.unwrap().is_empty());
+    // The limit is filled from the kinds asked for, not cut before the filter.
+    assert_eq!(
+        found(store.symbol_search("circle", &kinds(&["method"]), 1).await.unwrap()),
+        ["method:Circle.area"]
+    );
+    // Every symbol found under a filter maps to a chunk that passes the same filter.
+    let symbols = store.symbol_search("circle", &kinds(&["function"]), 10).await.unwrap();
+    let links = store.symbol_chunk_ids(&[symbols[0].id]).await.unwrap();
+    let chunk = store.chunks(&[links[0].1]).await.unwrap().remove(0);
+    assert_eq!((chunk.path.as_str(), chunk.ordinal), ("src/shapes.ts", 1));
+
+    // Vector hits and the allowed set.
+    let m = store.register_model("builtin", "kinds-test", 2).await.unwrap();
+    let texts = [
+        "export class Circle { area() { return radius * radius; } }",
+        "export function circleArea(radius) { return radius * radius; }",
+        "const radius = 2;",
+        "// radius of a circle",
+    ];
+    let vectors: Vec<(String, Vec<f32>)> =
+        texts.iter().enumerate().map(|(i, t)| (hash(t), vec![1.0, i as f32 / 10.0])).collect();
+    store.put_embeddings(m.id, &vectors).await.unwrap();
+    let page = store.embeddings_page(m.id, 0, 10).await.unwrap();
+    let id_of = |text: &str| page.iter().find(|(_, h, _)| *h == hash(text)).unwrap().0;
+    let ids: Vec<i64> = texts.iter().map(|t| id_of(t)).collect();
+    let paths = |hits: Vec<(i64, semdex::store::ChunkView)>| -> Vec<String> {
+        hits.into_iter().map(|(_, c)| format!("{}#{}", c.path, c.ordinal)).collect()
+    };
+    assert_eq!(store.chunks_for_embeddings(m.id, &ids, &kinds(&[])).await.unwrap().len(), 4);
+    assert_eq!(
+        paths(store.chunks_for_embeddings(m.id, &ids, &kinds(&["variable", "class"])).await.unwrap()),
+        ["src/shapes.ts#0", "src/shapes.ts#2"]
+    );
+    assert_eq!(store.embedding_ids_in_scope(m.id, &kinds(&["function"])).await.unwrap(), [ids[1]]);
+    assert!(store.embedding_ids_in_scope(m.id, &kinds(&["enum"])).await.unwrap().is_empty());
+    // Where the database searches vectors itself (pgvector), it honours the filter too.
+    let unit = |v: [f32; 2]| {
+        let n = (v[0] * v[0] + v[1] * v[1]).sqrt();
+        vec![v[0] / n, v[1] / n]
+    };
+    let stored: Vec<(String, Vec<f32>)> =
+        texts.iter().enumerate().map(|(i, t)| (hash(t), unit([1.0, i as f32 / 10.0]))).collect();
+    let m = store.register_model("builtin", "kinds-test-unit", 2).await.unwrap();
+    store.put_embeddings(m.id, &stored).await.unwrap();
+    let function_id = store.embedding_ids_in_scope(m.id, &kinds(&["function"])).await.unwrap();
+    if let Some(hits) = store.dense_search(&m, &unit([1.0, 0.3]), &kinds(&["function"]), 10).await.unwrap() {
+        assert_eq!(hits.iter().map(|h| h.0).collect::<Vec<_>>(), function_id);
+        let all = store.dense_search(&m, &unit([1.0, 0.3]), &kinds(&[]), 10).await.unwrap().unwrap();
+        assert_eq!(all.len(), 4);
+    }
+}
+
+/// Fuzzy symbol matches for typos, after exact, prefix and substring: one edit for names of 4
+/// to 7 characters, two from 8, by distance, then exported first, then shorter.
+pub async fn suite_symbol_fuzzy(store: &dyn Store) {
+    let p = project(store, "fuzzy").await;
+    store
+        .replace_file(
+            p.id,
+            &file("src/users.ts")
+                .chunk("", "users")
+                .symbol("UserService", "class", true, None)
+                .symbol("UserService.createUser", "method", false, Some(0))
+                .symbol("createUsers", "function", true, None)
+                .symbol("deleteUser", "function", true, None)
+                .symbol("parse", "function", false, None)
+                .symbol("Parse", "function", true, None)
+                .build(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let found = |results: Vec<semdex::store::SymbolView>| -> Vec<String> {
+        results.into_iter().map(|s| s.qualified_name).collect()
+    };
+    let search = |q: &'static str, kinds: &[&str], limit: i64| {
+        let scope = SearchScope {
+            project_ids: vec![p.id],
+            kinds: kinds.iter().map(|k| k.to_string()).collect(),
+            ..SearchScope::default()
+        };
+        async move { found(store.symbol_search(q, &scope, limit).await.unwrap()) }
+    };
+    // A missing letter, an extra one, a swapped pair.
+    assert_eq!(search("UserServce", &[], 10).await, ["UserService"]);
+    assert_eq!(search("creatUser", &[], 10).await, ["UserService.createUser", "createUsers"]);
+    assert_eq!(search("USERSERVICEE", &[], 10).await, ["UserService"]);
+    assert_eq!(search("prase", &[], 10).await, ["Parse", "parse"]);
+    // Exact, prefix and substring matches come first; fuzzy ones fill what is left.
+    assert_eq!(search("createUser", &[], 10).await, ["UserService.createUser", "createUsers"]);
+    assert_eq!(search("creatUser", &[], 1).await, ["UserService.createUser"]);
+    // Two edits are too many below 8 characters; three are too many at any length.
+    assert!(search("pxrsx", &[], 10).await.is_empty());
+    assert!(search("UsxrSxrvxce", &[], 10).await.is_empty());
+    // Nothing for nonsense, for a query under 4 characters, or under another kind.
+    assert!(search("qwxzvbnm", &[], 10).await.is_empty());
+    assert!(search("prs", &[], 10).await.is_empty());
+    assert!(search("creatUser", &["class"], 10).await.is_empty());
+    assert_eq!(search("UserServce", &["class"], 10).await, ["UserService"]);
 }
 
 /// Import graph walks: cycles terminate, each file at its shortest distance, edges resolve
@@ -943,7 +1112,8 @@ pub async fn suite_chunks_for_embeddings(store: &dyn Store) {
     assert_eq!(hits[0].1.content, "shared");
     let only_p = store.chunks_for_embeddings(m.id, &[shared, only_a], &scope(&[p.id])).await.unwrap();
     assert_eq!(only_p.len(), 2);
-    let js = SearchScope { project_ids: vec![p.id, q.id], languages: vec!["javascript".into()] };
+    let js =
+        SearchScope { project_ids: vec![p.id, q.id], languages: vec!["javascript".into()], kinds: vec![] };
     let js_hits = store.chunks_for_embeddings(m.id, &[shared, only_a], &js).await.unwrap();
     assert_eq!(js_hits.len(), 1);
     assert_eq!(js_hits[0].1.path, "b.js");
@@ -1161,6 +1331,8 @@ on_sqlite!(
     suite_orphan_fk_invalid,
     suite_lexical_search,
     suite_symbol_search,
+    suite_kind_filter,
+    suite_symbol_fuzzy,
     suite_import_neighbours,
     suite_run_lifecycle,
     suite_run_events,

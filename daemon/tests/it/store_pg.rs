@@ -202,7 +202,7 @@ async fn dense_search_uses_the_index_expression_and_respects_scope() {
     assert_eq!(ids, [page[0].0, page[2].0, page[1].0]);
     assert!((all[0].1 - 0.9987).abs() < 0.01, "cosine similarity, got {}", all[0].1);
 
-    let only_b = SearchScope { project_ids: vec![b], languages: vec![] };
+    let only_b = SearchScope { project_ids: vec![b], ..SearchScope::default() };
     let scoped = store.dense_search(model.id, 3, &query, Some(&only_b), 3, 40).await.unwrap();
     assert_eq!(scoped.iter().map(|h| h.0).collect::<Vec<_>>(), [page[2].0]);
 
@@ -350,7 +350,7 @@ async fn replace_file_writes_everything_and_keeps_stats_incrementally() {
     );
     assert_eq!(store.import_neighbours(p, "src/util.ts", true, u32::MAX).await.unwrap().len(), 1);
 
-    let scope = SearchScope { project_ids: vec![p], languages: vec![] };
+    let scope = SearchScope { project_ids: vec![p], ..SearchScope::default() };
     let hits = store.lexical_search(&["user_id".into()], &scope, 10).await.unwrap();
     let chunks = store.chunks(&hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>()).await.unwrap();
     assert_eq!(chunks.first().map(|c| c.path.as_str()), Some("src/util.ts"));
@@ -496,6 +496,8 @@ on_postgres!(
     suite_orphan_fk_invalid,
     suite_lexical_search,
     suite_symbol_search,
+    suite_kind_filter,
+    suite_symbol_fuzzy,
     suite_import_neighbours,
     suite_run_lifecycle,
     suite_run_events,
@@ -534,7 +536,7 @@ async fn trait_dense_search_is_exact_for_small_scopes_and_indexed_for_large_ones
         scored.into_iter().take(5).map(|s| s.0).collect()
     };
     for (project, allowed) in [(small, 10), (big, n)] {
-        let scope = SearchScope { project_ids: vec![project], languages: vec![] };
+        let scope = SearchScope { project_ids: vec![project], ..SearchScope::default() };
         let hits = Store::dense_search(&store, &model, &query, &scope, 5).await.unwrap().expect("pgvector");
         let ids: Vec<i64> = hits.iter().map(|h| h.0).collect();
         let expected = brute(allowed);

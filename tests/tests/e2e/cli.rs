@@ -238,6 +238,9 @@ fn exit_codes_follow_the_contract() {
     assert_eq!(semdex.run(&["index"]).status.code(), Some(2), "missing argument is a usage error");
     assert_eq!(semdex.run(&["frobnicate"]).status.code(), Some(2));
     assert_eq!(semdex.run(&["search", "x", "--mode", "psychic"]).status.code(), Some(2));
+    let out = semdex.run(&["search", "x", "--kind", "function,widget"]);
+    assert_eq!(out.status.code(), Some(2), "an unknown symbol kind is a usage error");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("expected one of: function, class"));
     let out = semdex.run(&["index", "/definitely/not/here"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/here"));
@@ -283,7 +286,7 @@ fn pgvector_and_local_hnsw_agree_on_the_fixture_project() {
 fn known_answers_on_the_fixture_project() {
     let root = semdex_tests::fixture("ts-app");
     let root = root.to_str().unwrap();
-    let cases: [(&str, &[&str], &str); 7] = [
+    let cases: [(&str, &[&str], &str); 10] = [
         ("hash a password", &["hybrid", "semantic", "lexical", "symbol"], "src/auth/password.ts"),
         ("exponential backoff retry", &["hybrid", "semantic", "lexical", "symbol"], "src/core/retry.ts"),
         ("JWT token verification", &["hybrid", "semantic", "lexical", "symbol"], "src/auth/token.service.ts"),
@@ -291,6 +294,10 @@ fn known_answers_on_the_fixture_project() {
         ("withRetry", &["symbol", "hybrid"], "src/core/retry.ts"),
         ("UserService.createUser", &["symbol", "hybrid"], "src/users/user.service.ts"),
         ("debounce", &["symbol", "hybrid", "lexical"], "src/utils/debounce.ts"),
+        // Typos, found by the fuzzy symbol phase.
+        ("UserServce", &["symbol", "hybrid"], "src/users/user.service.ts"),
+        ("creatUser", &["symbol", "hybrid"], "src/users/user.service.ts"),
+        ("withRerty", &["symbol", "hybrid"], "src/core/retry.ts"),
     ];
     let check = |semdex: &Semdex| {
         semdex.json(&["index", root, "--json"]);
@@ -301,6 +308,30 @@ fn known_answers_on_the_fixture_project() {
                 assert!(paths.contains(&expected), "{query:?} [{mode}]: {expected} not in {paths:?}");
             }
         }
+        // A kind filter, repeated or as a comma list: the class, or the interface beside it.
+        for args in
+            [&["--kind", "class"][..], &["--kind", "enum,class"], &["--kind", "enum", "--kind", "class"]]
+        {
+            for mode in ["symbol", "hybrid"] {
+                let mut argv = vec!["search", "UserService", "--mode", mode, "--json"];
+                argv.extend_from_slice(args);
+                let v = semdex.json(&argv);
+                assert_eq!(top_path(&v), "src/users/user.service.ts", "{args:?} [{mode}]: {v:#}");
+                let snippet = results(&v)[0]["snippet"].as_str().unwrap();
+                assert!(snippet.contains("class UserService"), "{args:?} [{mode}]: {v:#}");
+            }
+        }
+        let v = semdex.json(&["search", "UserService", "--mode", "symbol", "--kind", "interface", "--json"]);
+        let snippet = results(&v)[0]["snippet"].as_str().unwrap();
+        assert!(
+            snippet.contains("interface UserServiceOptions") && !snippet.contains("class UserService"),
+            "{v:#}"
+        );
+        let v = semdex.json(&["search", "withRetry", "--mode", "symbol", "--kind", "enum", "--json"]);
+        assert!(results(&v).is_empty(), "{v:#}");
+        // Nonsense finds nothing, not even fuzzily.
+        let v = semdex.json(&["search", "qwxzvbnmkj", "--mode", "symbol", "--json"]);
+        assert!(results(&v).is_empty(), "{v:#}");
     };
     check(&Semdex::embedded());
     if let Some(server) = crate::server_mode() {

@@ -1,0 +1,187 @@
+//! Search through the library on the fixture project (`fixtures/ts-app`, indexed with the
+//! builtin embedder), on SQLite and on PostgreSQL: the symbol-kind filter in every mode and
+//! through graph expansion, and fuzzy symbol matches for typos.
+
+use std::collections::HashMap;
+
+use semdex::config::{Config, Overrides};
+use semdex::engine::Engine;
+use semdex::indexing::{self, IndexOptions};
+use semdex::search::{self, Expansion, Mode, SearchError, SearchHit, SearchRequest};
+use semdex::store::NewProject;
+use tokio_util::sync::CancellationToken;
+
+use crate::Backend;
+use crate::support;
+
+struct Indexed {
+    _dir: tempfile::TempDir,
+    engine: Engine,
+    project: i64,
+}
+
+/// A fresh engine on `backend` with `fixtures/ts-app` indexed; `None` when PostgreSQL is asked
+/// for but not configured (see `support`).
+async fn indexed(backend: Backend) -> Option<Indexed> {
+    let database_url = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(support::pg_database().await?),
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env: HashMap<&str, String> = HashMap::from([("SEMDEX_EMBEDDING_DIMS", "64".to_string())]);
+    let overrides =
+        Overrides { data_dir: Some(dir.path().join("data")), database_url, ..Overrides::default() };
+    let config = Config::load_with(&overrides, &|name| env.get(name).cloned()).unwrap();
+    let engine = Engine::open(config).await.unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ts-app");
+    let root = std::fs::canonicalize(root).unwrap();
+    let project = engine
+        .store
+        .create_project(NewProject {
+            name: "ts-app".into(),
+            root_path: Some(root.display().to_string()),
+            settings: serde_json::json!({}),
+            ..NewProject::default()
+        })
+        .await
+        .unwrap();
+    let run = engine.store.create_run(project.id, "cli", None, None).await.unwrap();
+    assert!(engine.store.claim_run(run.id, "search-tests", 300).await.unwrap());
+    indexing::index_project(&engine, &project, &run, &IndexOptions::default(), &CancellationToken::new())
+        .await
+        .unwrap();
+    Some(Indexed { _dir: dir, engine, project: project.id })
+}
+
+impl Indexed {
+    async fn search(&self, query: &str, mode: Mode, kinds: &[&str]) -> Vec<SearchHit> {
+        let mut req = SearchRequest::new(query, vec![self.project]);
+        req.mode = mode;
+        req.kinds = kinds.iter().map(|k| k.to_string()).collect();
+        req.explain = true;
+        search::search(&self.engine, &req).await.unwrap().results
+    }
+
+    /// The kinds of the symbols whose definition starts within the hit's chunk.
+    async fn kinds_defined(&self, hit: &SearchHit) -> Vec<String> {
+        let detail = self.engine.store.file_detail(self.project, &hit.chunk.path).await.unwrap().unwrap();
+        detail
+            .symbols
+            .iter()
+            .filter(|s| (hit.chunk.start_line..=hit.chunk.end_line).contains(&s.start_line))
+            .map(|s| s.kind.clone())
+            .collect()
+    }
+
+    /// Panics unless every hit's chunk defines a symbol of one of `kinds`.
+    async fn assert_all_define(&self, hits: &[SearchHit], kinds: &[&str], what: &str) {
+        for hit in hits {
+            let defined = self.kinds_defined(hit).await;
+            assert!(
+                defined.iter().any(|k| kinds.contains(&k.as_str())),
+                "{what}: {}:{}-{} defines {defined:?}, none of {kinds:?}",
+                hit.chunk.path,
+                hit.chunk.start_line,
+                hit.chunk.end_line
+            );
+        }
+    }
+}
+
+fn paths(hits: &[SearchHit]) -> Vec<&str> {
+    hits.iter().map(|h| h.chunk.path.as_str()).collect()
+}
+
+/// The symbol signal's own score of a hit.
+fn symbol_score(hit: &SearchHit) -> Option<f64> {
+    hit.signals.iter().find(|s| s.signal == "symbol").map(|s| s.score)
+}
+
+async fn kind_filter(backend: Backend) {
+    let Some(ix) = indexed(backend).await else { return };
+    let modes = [Mode::Hybrid, Mode::Symbol, Mode::Lexical, Mode::Semantic];
+    for (query, kinds) in [
+        ("user", &["class"][..]),
+        ("create a user account", &["interface"][..]),
+        ("retry with backoff", &["function", "method"][..]),
+    ] {
+        // Unfiltered, some results define none of the kinds: the filter has work to do.
+        let unfiltered = ix.search(query, Mode::Hybrid, &[]).await;
+        let mut outside = 0;
+        for hit in &unfiltered {
+            if !ix.kinds_defined(hit).await.iter().any(|k| kinds.contains(&k.as_str())) {
+                outside += 1;
+            }
+        }
+        assert!(outside > 0, "{query:?}: every unfiltered hit already defines one of {kinds:?}");
+        for mode in modes {
+            let hits = ix.search(query, mode, kinds).await;
+            if matches!(mode, Mode::Hybrid | Mode::Semantic) {
+                assert_eq!(
+                    hits.len(),
+                    10,
+                    "{query:?} [{mode:?}] {kinds:?}: top_k not filled: {:?}",
+                    paths(&hits)
+                );
+            }
+            ix.assert_all_define(&hits, kinds, &format!("{query:?} [{mode:?}]")).await;
+        }
+    }
+    // Known answers: the class, and the interface beside it, in symbol and hybrid modes.
+    for mode in [Mode::Symbol, Mode::Hybrid] {
+        let hits = ix.search("UserService", mode, &["class"]).await;
+        assert_eq!(hits[0].chunk.path, "src/users/user.service.ts", "{mode:?}: {:?}", paths(&hits));
+        assert!(hits[0].chunk.content.contains("export class UserService"), "{mode:?}");
+        let hits = ix.search("UserService", mode, &["interface"]).await;
+        assert_eq!(hits[0].chunk.path, "src/users/user.service.ts", "{mode:?}: {:?}", paths(&hits));
+        assert!(hits[0].chunk.content.contains("interface UserServiceOptions"), "{mode:?}");
+        assert!(!hits[0].chunk.content.contains("export class UserService"), "{mode:?}");
+    }
+    // A kind nothing of the query's symbols has: the symbol signal finds nothing.
+    assert!(ix.search("withRetry", Mode::Symbol, &["enum"]).await.is_empty());
+    // Graph expansion brings in only neighbours defining one of the kinds.
+    let mut req = SearchRequest::new("withRetry", vec![ix.project]);
+    req.mode = Mode::Symbol;
+    req.kinds = vec!["function".into()];
+    req.expand = Some(Expansion { imports: true, importers: true, decay: 0.5 });
+    req.explain = true;
+    let hits = search::search(&ix.engine, &req).await.unwrap().results;
+    let graph = hits.iter().filter(|h| h.signals.iter().any(|s| s.signal == "graph")).count();
+    assert!(graph > 0, "no expansion: {:?}", paths(&hits));
+    ix.assert_all_define(&hits, &["function"], "expansion").await;
+    // A kind the indexer never stores is refused, naming the ones it does.
+    let mut req = SearchRequest::new("user", vec![ix.project]);
+    req.kinds = vec!["widget".into()];
+    match search::search(&ix.engine, &req).await {
+        Err(SearchError::Invalid(m)) => {
+            assert!(m.contains("\"widget\"") && m.contains("function, class, method"), "{m}")
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+both!(kind_filter_restricts_every_mode, kind_filter);
+
+async fn fuzzy_symbols(backend: Backend) {
+    let Some(ix) = indexed(backend).await else { return };
+    for (typo, expected) in [
+        ("UserServce", "src/users/user.service.ts"),
+        ("creatUser", "src/users/user.service.ts"),
+        ("withRerty", "src/core/retry.ts"),
+        ("hashPasword", "src/auth/password.ts"),
+    ] {
+        let hits = ix.search(typo, Mode::Symbol, &[]).await;
+        assert_eq!(hits.first().map(|h| h.chunk.path.as_str()), Some(expected), "{typo}: {:?}", paths(&hits));
+        // A fuzzy match explains itself below a substring match.
+        assert_eq!(symbol_score(&hits[0]), Some(0.5), "{typo}");
+        let hybrid = ix.search(typo, Mode::Hybrid, &[]).await;
+        assert!(paths(&hybrid)[..3].contains(&expected), "{typo} [hybrid]: {:?}", paths(&hybrid));
+    }
+    // A substring match scores 1, not 0.5.
+    let hits = ix.search("reateUser", Mode::Symbol, &[]).await;
+    assert_eq!(hits[0].chunk.path, "src/users/user.service.ts");
+    assert_eq!(symbol_score(&hits[0]), Some(1.0));
+    // Nonsense finds nothing, fuzzily or otherwise.
+    assert!(ix.search("qwxzvbnmkj", Mode::Symbol, &[]).await.is_empty());
+    assert!(ix.search("zzyzx", Mode::Symbol, &[]).await.is_empty());
+}
+both!(fuzzy_symbol_matches_find_typos, fuzzy_symbols);
