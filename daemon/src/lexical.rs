@@ -115,8 +115,22 @@ pub fn lexical_terms(query: &str) -> Vec<String> {
             }
         }
     }
+    // Connecting words of a question ("how to hash a password") occur in nearly every chunk:
+    // matching them scores most of the index for almost no ranking signal. They are dropped
+    // when the query has other terms; alone, they are searched as typed.
+    if terms.iter().any(|t| !STOPWORDS.contains(&t.as_str())) {
+        terms.retain(|t| !STOPWORDS.contains(&t.as_str()));
+    }
     terms
 }
+
+/// Plain English words dropped from lexical queries that have other terms (see
+/// [`lexical_terms`]). Only words that are not common identifiers in code: `for`, `in`, `if`,
+/// `new`, `this`, `get`, `set` and the like stay searchable.
+const STOPWORDS: &[&str] = &[
+    "a", "an", "the", "to", "of", "and", "or", "on", "at", "by", "with", "from", "into", "how", "what",
+    "where", "which", "that", "does", "do", "is", "are", "be", "it", "its", "my", "we", "i",
+];
 
 #[cfg(test)]
 mod tests {
@@ -130,6 +144,14 @@ mod tests {
         assert_eq!(split_identifier("x"), ["x"]);
         assert_eq!(split_identifier("MAX_RETRIES"), ["max", "retries"]);
         assert_eq!(split_identifier("sha256sum"), ["sha", "256", "sum"]);
+    }
+
+    #[test]
+    fn drops_connecting_words_unless_they_are_the_whole_query() {
+        assert_eq!(lexical_terms("how to hash a password"), ["hash", "password"]);
+        assert_eq!(lexical_terms("\"the end\" of it"), ["the end"]);
+        assert_eq!(lexical_terms("to be"), ["to", "be"]);
+        assert_eq!(lexical_terms("for item in list"), ["for", "item", "in", "list"]);
     }
 
     #[test]
