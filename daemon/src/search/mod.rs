@@ -250,12 +250,17 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
     let (dense_list, degraded): (Option<SignalList>, Option<String>) = dense_out?;
     let lists: Vec<SignalList> = [dense_list, lexical_out?, symbol_out?].into_iter().flatten().collect();
 
+    let wanted = |path: &str| {
+        include.as_ref().is_none_or(|g| g.is_match(path))
+            && exclude.as_ref().is_none_or(|g| !g.is_match(path))
+    };
     let mut fused = fuse(&lists, req.rrf_k);
-    fused.retain(|f| include.as_ref().is_none_or(|g| g.is_match(&f.chunk.path)));
-    fused.retain(|f| exclude.as_ref().is_none_or(|g| !g.is_match(&f.chunk.path)));
+    fused.retain(|f| wanted(&f.chunk.path));
     let mut results = merge_adjacent(fused, req.max_per_file);
     if let Some(expansion) = req.expand {
         expand(engine, &mut results, expansion, &scope, req.top_k).await?;
+        // Neighbours come from the import graph, not from the signals: the globs apply to them too.
+        results.retain(|h| wanted(&h.chunk.path));
     }
     results.truncate(req.top_k);
     // Highlight every word of the query, phrases and prefixes included.

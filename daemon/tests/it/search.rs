@@ -149,6 +149,16 @@ async fn kind_filter(backend: Backend) {
     let graph = hits.iter().filter(|h| h.signals.iter().any(|s| s.signal == "graph")).count();
     assert!(graph > 0, "no expansion: {:?}", paths(&hits));
     ix.assert_all_define(&hits, &["function"], "expansion").await;
+    // Path globs hold for the neighbours expansion brings in as well.
+    let neighbour = hits
+        .iter()
+        .find(|h| h.signals.iter().any(|s| s.signal == "graph"))
+        .map(|h| h.chunk.path.clone())
+        .expect("a neighbour");
+    req.path_exclude = vec![neighbour.clone()];
+    let hits = search::search(&ix.engine, &req).await.unwrap().results;
+    assert!(!hits.is_empty(), "the seeds remain");
+    assert!(hits.iter().all(|h| h.chunk.path != neighbour), "{neighbour} excluded: {:?}", paths(&hits));
     // A kind the indexer never stores is refused, naming the ones it does.
     let mut req = SearchRequest::new("user", vec![ix.project]);
     req.kinds = vec!["widget".into()];
