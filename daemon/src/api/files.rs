@@ -118,14 +118,12 @@ pub async fn symbols(
     if q.q.trim().is_empty() || q.q.len() > 512 {
         return Err(ApiError::BadRequest("q must be 1 to 512 bytes".into()));
     }
+    let kinds: Vec<String> = q.kind.into_iter().collect();
+    crate::search::check_kinds(&kinds)?;
     let limit = q.limit.unwrap_or(50).clamp(1, 500);
     // The kind filter runs in the store, so matches of other kinds do not crowd out the ones
     // asked for.
-    let scope = SearchScope {
-        project_ids: vec![project_id],
-        languages: Vec::new(),
-        kinds: q.kind.into_iter().collect(),
-    };
+    let scope = SearchScope { project_ids: vec![project_id], languages: Vec::new(), kinds };
     let found = state.engine.store.symbol_search(&q.q, &scope, limit).await?;
     let symbols: Vec<Value> = found.iter().map(symbol_json).collect();
     Ok(Json(json!({ "symbols": symbols })))

@@ -911,6 +911,7 @@ async fn existing_route_errors(backend: Backend) {
         (Method::GET, format!("/v1/projects/{a}/file?path=nope.ts"), None, missing),
         (Method::GET, format!("/v1/projects/{a}/file"), None, bad),
         (Method::GET, format!("/v1/projects/{a}/symbols?q="), None, bad),
+        (Method::GET, format!("/v1/projects/{a}/symbols?q=user&kind=widget"), None, bad),
         (Method::GET, format!("/v1/projects/{a}/graph?path=src/a.ts&depth=11"), None, bad),
         (Method::GET, format!("/v1/projects/{a}/graph?path=src/a.ts&direction=up"), None, bad),
         (Method::GET, format!("/v1/projects/{a}/graph?path=nope.ts"), None, missing),
