@@ -19,11 +19,8 @@ use semdex::search::{self, Mode, SearchRequest};
 use semdex_tests::{Semdex, copy_dir, fixture};
 
 use semdex_benches::SEARCH_QUERIES as QUERIES;
+use semdex_benches::{env_or, load_average, ms};
 const MODES: [Mode; 4] = [Mode::Semantic, Mode::Hybrid, Mode::Lexical, Mode::Symbol];
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
-}
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -124,14 +121,4 @@ fn main() {
             p99[1].as_secs_f64() / p99[0].as_secs_f64()
         );
     });
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
 }

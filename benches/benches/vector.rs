@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 
 use semdex::store::{PgStore, Store};
 use semdex::vector::{ExactIndex, HnswIndex, HnswParams};
+use semdex_benches::{env_or, load_average, ms};
 
 type BoxResult<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -57,10 +58,6 @@ struct Config {
     query_noise: f64,
     efs: Vec<usize>,
     pg: bool,
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name).ok().and_then(|v| v.trim().parse().ok()).unwrap_or(default)
 }
 
 impl Config {
@@ -187,12 +184,6 @@ fn rss_bytes() -> u64 {
         .map_or(0, |kb| kb * 1024)
 }
 
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "?".into())
-}
-
 fn mib(bytes: u64) -> String {
     format!("{:.0} MiB", bytes as f64 / (1024.0 * 1024.0))
 }
@@ -214,10 +205,6 @@ impl Timing {
         };
         Timing { qps: latencies.len() as f64 / wall.as_secs_f64(), p50: pick(0.50), p99: pick(0.99), load }
     }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
 
 /// Runs `search` over every query `repeat` times on each of `threads` threads (each thread

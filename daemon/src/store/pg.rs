@@ -328,15 +328,17 @@ impl PgStore {
         );
         let ef_search = ef_search.clamp(1, 1000);
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query(&format!("SET LOCAL hnsw.ef_search = {ef_search}"))
+        // Both settings in one round trip (`set_config(..., true)` is `SET LOCAL`). Sequential
+        // scans are off because the caller chose the index (an exact scan has its own query):
+        // PostgreSQL's planner prices a sequential scan without the cost of reading every
+        // TOASTed vector, and from about 100k vectors at ef_search 100 it picks a parallel
+        // sequential scan and sort, about 1 s per search instead of a few ms (pgvector 0.8.5 on
+        // PostgreSQL 18, `benches/results/vector.md`).
+        sqlx::query("SELECT set_config('hnsw.ef_search', $1, true), set_config('enable_seqscan', 'off', true)")
+            .bind(ef_search.to_string())
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
-        // The caller chose the index (an exact scan has its own query). PostgreSQL's planner
-        // prices a sequential scan without the cost of reading every TOASTed vector, and from
-        // about 100k vectors at ef_search 100 it picks a parallel sequential scan and sort: about
-        // 1 s per search instead of a few ms (seen with pgvector 0.8.5 on PostgreSQL 18).
-        sqlx::query("SET LOCAL enable_seqscan = off").execute(&mut *tx).await.map_err(db_err)?;
         if scope.is_some() {
             // pgvector 0.8+; before that the setting does not exist and a filtered search may
             // return fewer than k hits. A savepoint keeps the failure from aborting the search.
