@@ -334,11 +334,13 @@ impl PgStore {
         // TOASTed vector, and from about 100k vectors at ef_search 100 it picks a parallel
         // sequential scan and sort, about 1 s per search instead of a few ms (pgvector 0.8.5 on
         // PostgreSQL 18, `benches/results/vector.md`).
-        sqlx::query("SELECT set_config('hnsw.ef_search', $1, true), set_config('enable_seqscan', 'off', true)")
-            .bind(ef_search.to_string())
-            .execute(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        sqlx::query(
+            "SELECT set_config('hnsw.ef_search', $1, true), set_config('enable_seqscan', 'off', true)",
+        )
+        .bind(ef_search.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
         if scope.is_some() {
             // pgvector 0.8+; before that the setting does not exist and a filtered search may
             // return fewer than k hits. A savepoint keeps the failure from aborting the search.
