@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use indexer::{ContentHash, DirHashes, Language, Pipeline, RepoIndex, WalkItem};
 use rayon::prelude::*;
+use semdex_benches::cpu_time;
 
 /// The npm packages `fetch-corpus.sh` extracts, for the report.
 const PACKAGES: &str = "rxjs@7.8.1, zod@4.0.5, @tanstack/query-core@5.59.0 (their shipped `src/`)";
@@ -237,21 +238,6 @@ fn time(f: impl FnOnce()) -> Sample {
     let start = Instant::now();
     f();
     Sample { wall: start.elapsed(), cpu: cpu_time().saturating_sub(cpu) }
-}
-
-/// CPU time of the whole process: the sum over its threads of the nanoseconds each spent
-/// running (`/proc/self/task/*/schedstat`, first field). Thread pools live for the whole run, so
-/// no thread's time is lost between two readings. Zero where `/proc` is missing.
-fn cpu_time() -> Duration {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    let nanos: u64 = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
-        .sum();
-    Duration::from_nanos(nanos)
 }
 
 thread_local! {

@@ -55,3 +55,18 @@ pub fn load_average() -> String {
 pub fn ms(d: std::time::Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1000.0)
 }
+
+/// CPU time of the whole process: the sum over its threads of the nanoseconds each spent
+/// running (`/proc/self/task/*/schedstat`, first field). Thread pools live for the whole run, so
+/// no thread's time is lost between two readings. Zero where `/proc` is missing.
+pub fn cpu_time() -> std::time::Duration {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return std::time::Duration::ZERO;
+    };
+    let nanos: u64 = tasks
+        .flatten()
+        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
+        .filter_map(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+        .sum();
+    std::time::Duration::from_nanos(nanos)
+}

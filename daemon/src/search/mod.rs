@@ -287,14 +287,19 @@ async fn dense(
         return chunks_for(engine, &hits, scope).await;
     }
     engine.vectors.refresh(store).await.map_err(|e| SearchError::Vector(e.to_string()))?;
-    let local = |allowed: Option<&HashSet<i64>>| -> Result<Vec<(i64, f32)>, SearchError> {
-        Ok(engine
-            .vectors
-            .search(vector, k as usize, allowed)
-            .map_err(|e| SearchError::Vector(e.to_string()))?
-            .into_iter()
-            .map(|h| (h.id, h.score))
-            .collect())
+    // The graph walk is CPU work: it runs on the blocking pool so that this task keeps polling
+    // the lexical and symbol signals meanwhile, which would otherwise wait for it.
+    let local = |allowed: Option<HashSet<i64>>| {
+        let vectors = std::sync::Arc::clone(&engine.vectors);
+        let query = vector.to_vec();
+        async move {
+            let hits =
+                tokio::task::spawn_blocking(move || vectors.search(&query, k as usize, allowed.as_ref()))
+                    .await
+                    .map_err(|e| SearchError::Vector(e.to_string()))?
+                    .map_err(|e| SearchError::Vector(e.to_string()))?;
+            Ok::<_, SearchError>(hits.into_iter().map(|h| (h.id, h.score)).collect::<Vec<_>>())
+        }
     };
     // A scope of every project and language first walks the graph unfiltered: building the
     // allowed set reads every embedding id. Vectors whose text no chunk holds any more (the
@@ -304,7 +309,7 @@ async fn dense(
         && scope.kinds.is_empty()
         && store.list_projects().await?.len() == scope.project_ids.len();
     if everything {
-        let hits = local(None)?;
+        let hits = local(None).await?;
         let chunks = chunks_for(engine, &hits, scope).await?;
         if chunks.len() * 2 >= hits.len() {
             return Ok(chunks);
@@ -312,7 +317,7 @@ async fn dense(
     }
     let allowed: HashSet<i64> =
         store.embedding_ids_in_scope(engine.model.id, scope).await?.into_iter().collect();
-    let hits = local(Some(&allowed))?;
+    let hits = local(Some(allowed)).await?;
     chunks_for(engine, &hits, scope).await
 }
 
@@ -349,17 +354,19 @@ async fn symbols(
 ) -> Result<Vec<(ChunkView, f64)>, SearchError> {
     let store = engine.store.as_ref();
     // A query of several words searches symbols for each identifier-like word.
-    let words: Vec<&str> = query
+    let words: Vec<String> = query
         .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.'))
         .filter(|w| w.len() >= 3)
         .take(4)
+        .map(String::from)
         .collect();
     // Every word's matches, then their chunks in two queries for the lot.
+    let found = store.symbol_search_words(&words, scope, k).await?;
     let mut matches: Vec<(SymbolView, f64)> = Vec::new();
-    for word in words {
+    for (word, syms) in words.iter().zip(found) {
         // ASCII case folding, as the store matches.
         let lw = word.to_ascii_lowercase();
-        for sym in store.symbol_search(word, scope, k).await? {
+        for sym in syms {
             let name = sym.name.to_ascii_lowercase();
             let qualified = sym.qualified_name.to_ascii_lowercase();
             let quality = if name == lw || qualified == lw {

@@ -47,6 +47,22 @@ impl Fuzzy {
         (n - d, n + d)
     }
 
+    /// The ids of the candidates (id, name) whose name is within the allowed distance: the cheap
+    /// first pass over the whole candidate list, on names alone.
+    pub(crate) fn within(&self, candidates: &[(i64, String)]) -> Vec<i64> {
+        let mut name: Vec<char> = Vec::new();
+        let mut rows = Rows::default();
+        candidates
+            .iter()
+            .filter(|(_, n)| {
+                name.clear();
+                name.extend(n.chars().map(|c| c.to_ascii_lowercase()));
+                rows.distance(&self.query, &name) <= self.max_distance
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The candidates within the allowed distance of the query, closest first, then exported
     /// first, then shorter names, then by name and path; at most `limit`.
     pub(crate) fn rank(&self, candidates: Vec<SymbolView>, limit: usize) -> Vec<SymbolView> {
@@ -75,24 +91,42 @@ impl Fuzzy {
 /// twice): insertions, deletions, substitutions and transpositions of adjacent characters each
 /// cost one.
 pub(crate) fn osa_distance(a: &[char], b: &[char]) -> usize {
-    // Three rows of the dynamic programme: two back (for transpositions), one back, current.
-    let mut before: Vec<usize> = vec![0; b.len() + 1];
-    let mut previous: Vec<usize> = (0..=b.len()).collect();
-    let mut current: Vec<usize> = vec![0; b.len() + 1];
-    for i in 1..=a.len() {
-        current[0] = i;
-        for j in 1..=b.len() {
-            let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut best = (previous[j] + 1).min(current[j - 1] + 1).min(previous[j - 1] + cost);
-            if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                best = best.min(before[j - 2] + 1);
+    Rows::default().distance(a, b)
+}
+
+/// The three rows of the dynamic programme (two back, for transpositions; one back; current),
+/// kept between calls so that ranking many names allocates once.
+#[derive(Default)]
+struct Rows {
+    before: Vec<usize>,
+    previous: Vec<usize>,
+    current: Vec<usize>,
+}
+
+impl Rows {
+    fn distance(&mut self, a: &[char], b: &[char]) -> usize {
+        let Rows { before, previous, current } = self;
+        before.clear();
+        before.resize(b.len() + 1, 0);
+        previous.clear();
+        previous.extend(0..=b.len());
+        current.clear();
+        current.resize(b.len() + 1, 0);
+        for i in 1..=a.len() {
+            current[0] = i;
+            for j in 1..=b.len() {
+                let cost = usize::from(a[i - 1] != b[j - 1]);
+                let mut best = (previous[j] + 1).min(current[j - 1] + 1).min(previous[j - 1] + cost);
+                if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
+                    best = best.min(before[j - 2] + 1);
+                }
+                current[j] = best;
             }
-            current[j] = best;
+            std::mem::swap(before, previous);
+            std::mem::swap(previous, current);
         }
-        std::mem::swap(&mut before, &mut previous);
-        std::mem::swap(&mut previous, &mut current);
+        previous[b.len()]
     }
-    previous[b.len()]
 }
 
 #[cfg(test)]
@@ -152,6 +186,20 @@ mod tests {
             names(&eight, vec![sym(1, "usrServ", true), sym(2, "uxerSexv", true), sym(3, "uxxrSxrv", true)]),
             ["usrServ", "uxerSexv"]
         );
+    }
+
+    #[test]
+    fn within_keeps_the_names_rank_keeps() {
+        let f = Fuzzy::new("creatuser").unwrap();
+        let names =
+            ["createUsers", "createUser", "CreateUser", "creatUsers", "deleteUser", "c", "creatuserxyz"];
+        let candidates: Vec<(i64, String)> =
+            names.iter().enumerate().map(|(i, n)| (i as i64, n.to_string())).collect();
+        let views: Vec<SymbolView> = names.iter().enumerate().map(|(i, n)| sym(i as i64, n, true)).collect();
+        let mut ranked: Vec<i64> = f.rank(views, 100).into_iter().map(|s| s.id).collect();
+        ranked.sort_unstable();
+        assert_eq!(f.within(&candidates), ranked);
+        assert_eq!(ranked, [0, 1, 2, 3]);
     }
 
     #[test]

@@ -856,6 +856,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// `limit` is not reached, fuzzy matches of the name for typos (`store/fuzzy.rs`): by edit
     /// distance, then exported first, then shorter names.
     async fn symbol_search(&self, query: &str, scope: &SearchScope, limit: i64) -> Result<Vec<SymbolView>>;
+    /// [`Store::symbol_search`] for several words: one list per word, in the order given.
+    async fn symbol_search_words(
+        &self,
+        words: &[String],
+        scope: &SearchScope,
+        limit: i64,
+    ) -> Result<Vec<Vec<SymbolView>>> {
+        futures::future::try_join_all(words.iter().map(|w| self.symbol_search(w, scope, limit))).await
+    }
     /// Chunks by id, in the order given; unknown ids are skipped.
     async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>>;
     /// The chunk of a file that covers a line.
@@ -1026,5 +1035,18 @@ pub(crate) fn migration_list(migrator: &sqlx::migrate::Migrator, applied: &[i64]
     }
     out.sort_by_key(|m| m.version);
     out.dedup_by_key(|m| m.version);
+    out
+}
+
+/// Escapes LIKE's wildcards for a pattern with backslash as the escape character (PostgreSQL's
+/// default; SQLite needs `ESCAPE '\'`).
+fn like_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
     out
 }

@@ -34,6 +34,7 @@ use sqlx::{Connection, Postgres, Row};
 
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::fuzzy::{self, Fuzzy};
+use super::like_escape;
 use super::{
     ActivityEntry, Agent, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, Execution,
     FileState, FileWrite, IndexRun, InputMode, Member, MigrationInfo, NewAgent, NewExecution, NewProject,
@@ -1383,15 +1384,16 @@ impl Store for PgStore {
         // first character (an index range through text_pattern_ops), of a length the allowed
         // distance can reach, in byte order; ranked in Rust.
         let (shortest, longest) = fuzzy.lengths();
+        // Names and ids only: the distance test needs nothing else, and most candidates fail it.
         let sql = format!(
-            "{} WHERE lower(s.name) LIKE $1 AND length(s.name) BETWEEN $2 AND $3 \
+            "SELECT s.id, s.name FROM symbols s JOIN files f ON f.id = s.file_id \
+             WHERE lower(s.name) LIKE $1 AND length(s.name) BETWEEN $2 AND $3 \
              AND {} AND NOT (s.id = ANY($7::int8[])) \
              ORDER BY lower(s.name) COLLATE \"C\", s.name COLLATE \"C\", f.path COLLATE \"C\", s.id LIMIT $8",
-            symbol_view_select!(),
             symbol_scope!("4", "5", "6"),
         );
         let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
-        let rows = sqlx::query(&sql)
+        let names: Vec<(i64, String)> = sqlx::query_as(&sql)
             .bind(format!("{}%", like_escape(&fuzzy.first())))
             .bind(shortest as i32)
             .bind(longest as i32)
@@ -1400,6 +1402,15 @@ impl Store for PgStore {
             .bind(&scope.kinds)
             .bind(&seen)
             .bind(fuzzy::MAX_CANDIDATES)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_err)?;
+        let close = fuzzy.within(&names);
+        if close.is_empty() {
+            return Ok(out);
+        }
+        let rows = sqlx::query(concat!(symbol_view_select!(), " WHERE s.id = ANY($1::int8[])"))
+            .bind(&close)
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
@@ -2573,18 +2584,6 @@ fn ts_query(terms: &[String]) -> Option<String> {
         })
         .collect();
     (!parts.is_empty()).then(|| parts.join(" | "))
-}
-
-/// Escapes LIKE's wildcards (backslash is the default escape character).
-fn like_escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// Maps a driver error to a typed store error. Messages name constraints and relations, never

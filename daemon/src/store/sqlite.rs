@@ -16,6 +16,7 @@
 //! expiry and ordering are string comparisons; Rust never formats a timestamp the database
 //! compares, except token expiry, which uses the same form.
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -30,6 +31,7 @@ use sqlx::{QueryBuilder, Row, Sqlite, Transaction};
 
 use super::dump::{self, ColumnKind, ExportSnapshot, RestoreSession, Row as CanonicalRow, TableSpec};
 use super::fuzzy::{self, Fuzzy};
+use super::like_escape;
 use super::{
     ActivityEntry, Agent, ApiToken, Backend, ChunkView, Commit, CommitRecord, EmbeddingModel, Execution,
     FileState, FileWrite, IndexRun, InputMode, Member, MigrationInfo, NewAgent, NewExecution, NewProject,
@@ -195,6 +197,12 @@ macro_rules! execution_select {
     };
 }
 
+/// How much of the database file each reader maps into memory (SQLite's `mmap_size`): address
+/// space, not memory; the kernel's page cache backs it.
+const READER_MMAP_BYTES: i64 = 1 << 30;
+/// Each reader's page cache (SQLite's `cache_size`; negative means KiB): 16 MiB.
+const READER_CACHE_KIB: i64 = -16 * 1024;
+
 /// SQLite-backed [`super::Store`].
 #[derive(Debug)]
 pub struct SqliteStore {
@@ -231,15 +239,23 @@ impl SqliteStore {
             .await
             .map_err(db_err)?;
 
-        let readers = std::thread::available_parallelism().map_or(4, |n| n.get()).clamp(2, 8);
+        // Twice the cores, at least four: a hybrid search runs its signals at once, and a long
+        // full-text ranking should not hold up the index lookups of the others.
+        let readers = std::thread::available_parallelism().map_or(4, |n| n.get() * 2).clamp(4, 16);
         let reader = SqlitePoolOptions::new()
             .max_connections(readers as u32)
             .min_connections(0)
             .idle_timeout(Some(Duration::from_secs(600)))
             .acquire_timeout(Duration::from_secs(30))
             // Opened after the writer set WAL (a persistent property of the file), so readers
-            // never need to write; query_only makes a stray write an error.
-            .connect_with(base.pragma("query_only", "ON"))
+            // never need to write; query_only makes a stray write an error. Searches touch the
+            // full-text index and the symbols all over: pages come from a memory map of the file
+            // (no read call per page) and a larger page cache than the default 2 MB.
+            .connect_with(
+                base.pragma("query_only", "ON")
+                    .pragma("mmap_size", READER_MMAP_BYTES.to_string())
+                    .pragma("cache_size", READER_CACHE_KIB.to_string()),
+            )
             .await
             .map_err(db_err)?;
 
@@ -288,6 +304,209 @@ impl SqliteStore {
                 .map_err(db_err)?;
         Ok(found.is_some())
     }
+}
+
+/// The SQL phases of a symbol search, each filling what the previous left.
+#[derive(Clone, Copy)]
+enum SymbolPhase {
+    Exact,
+    Prefix,
+    Substring,
+}
+
+/// A substring scan returning more rows than this falls back to one SQL top-N per word.
+const SUBSTRING_SCAN_CAP: i64 = 5_000;
+
+impl SqliteStore {
+    /// Appends one phase's matches of `q` (ASCII-lowercased) to `out`, up to `limit` in all;
+    /// within a phase, name matches before qualified-name matches, exported first, shorter
+    /// first, then name, path and id.
+    async fn symbol_phase(
+        &self,
+        q: &str,
+        phase: SymbolPhase,
+        scope: &SearchScope,
+        limit: i64,
+        out: &mut Vec<SymbolView>,
+    ) -> Result<()> {
+        let remaining = limit - out.len() as i64;
+        if remaining <= 0 {
+            return Ok(());
+        }
+        let (condition, order) = match phase {
+            SymbolPhase::Exact => (
+                "(lower(s.name) = ?1 OR lower(s.qualified_name) = ?1)",
+                "(lower(s.name) = ?1) DESC, s.exported DESC, length(s.qualified_name), s.qualified_name",
+            ),
+            // Every string with the prefix `q` sorts in [q, q + U+10FFFF), so prefix matching is
+            // an index range on lower(name).
+            SymbolPhase::Prefix => (
+                "((lower(s.name) >= ?1 AND lower(s.name) < ?2) \
+                  OR (lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2))",
+                "(lower(s.name) >= ?1 AND lower(s.name) < ?2) DESC, s.exported DESC, length(s.name), s.name",
+            ),
+            // LIKE folds ASCII case as lower() does, at a third of the cost of instr(lower()).
+            SymbolPhase::Substring => (
+                "(s.name LIKE ?8 ESCAPE '\\' OR s.qualified_name LIKE ?8 ESCAPE '\\')",
+                "(s.name LIKE ?8 ESCAPE '\\') DESC, s.exported DESC, length(s.name), s.name",
+            ),
+        };
+        let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
+        let sql = format!(
+            "{} WHERE {condition} AND {} \
+             AND s.id NOT IN (SELECT value FROM json_each(?5)) \
+             ORDER BY {order}, f.path, s.id LIMIT ?6",
+            symbol_view_select!(),
+            symbol_scope!("?3", "?4", "?7"),
+        );
+        let rows = sqlx::query(&sql)
+            .bind(q)
+            .bind(format!("{q}\u{10FFFF}"))
+            .bind(json_list(&scope.project_ids))
+            .bind(languages(scope))
+            .bind(json_list(&seen))
+            .bind(remaining)
+            .bind(kinds(scope))
+            .bind(format!("%{}%", like_escape(q)))
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        for row in &rows {
+            out.push(symbol_view_from_row(row)?);
+        }
+        Ok(())
+    }
+
+    /// Every symbol in scope whose qualified name contains one of `words` (ASCII case folded),
+    /// in one query; `None` when more than [`SUBSTRING_SCAN_CAP`] match. The qualified name
+    /// ends with the name (the indexer builds it as `parent.name`), so it alone is tested.
+    /// Words of three characters or more are looked up in the trigram index (whose case
+    /// folding is Unicode's, a superset: [`substring_ranked`] applies the ASCII rule); a
+    /// shorter word means a LIKE scan.
+    async fn substring_scan(&self, words: &[&str], scope: &SearchScope) -> Result<Option<Vec<NameRow>>> {
+        let trigrams = words.iter().all(|w| w.chars().count() >= 3);
+        let condition = if trigrams {
+            "s.id IN (SELECT rowid FROM symbols_trigram WHERE symbols_trigram MATCH ?5)".to_string()
+        } else {
+            let likes: Vec<String> =
+                (0..words.len()).map(|n| format!("s.qualified_name LIKE ?{} ESCAPE '\\'", n + 5)).collect();
+            format!("({})", likes.join(" OR "))
+        };
+        let sql = format!(
+            "SELECT s.id, s.name, s.qualified_name, s.exported, f.path FROM symbols s \
+             JOIN files f ON f.id = s.file_id WHERE {condition} AND {} LIMIT ?4",
+            symbol_scope!("?1", "?2", "?3"),
+        );
+        let mut query = sqlx::query_as::<_, NameRow>(&sql)
+            .bind(json_list(&scope.project_ids))
+            .bind(languages(scope))
+            .bind(kinds(scope))
+            .bind(SUBSTRING_SCAN_CAP + 1);
+        if trigrams {
+            let terms: Vec<String> =
+                words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
+            query = query.bind(terms.join(" OR "));
+        } else {
+            for w in words {
+                query = query.bind(format!("%{}%", like_escape(w)));
+            }
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(db_err)?;
+        Ok((rows.len() as i64 <= SUBSTRING_SCAN_CAP).then_some(rows))
+    }
+
+    /// Symbols by id (any order; unknown ids are skipped).
+    async fn symbol_views(&self, ids: &[i64]) -> Result<Vec<SymbolView>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows =
+            sqlx::query(concat!(symbol_view_select!(), " WHERE s.id IN (SELECT value FROM json_each(?1))"))
+                .bind(json_list(ids))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_err)?;
+        rows.iter().map(symbol_view_from_row).collect()
+    }
+
+    /// Appends fuzzy matches of `q` (typos) while `out` is short of `limit`.
+    async fn fuzzy_phase(
+        &self,
+        q: &str,
+        scope: &SearchScope,
+        limit: i64,
+        out: &mut Vec<SymbolView>,
+    ) -> Result<()> {
+        let remaining = limit - out.len() as i64;
+        let Some(fuzzy) = Fuzzy::new(q).filter(|_| remaining > 0) else { return Ok(()) };
+        // Candidates for typos: the index range of names starting with the query's first
+        // character, of a length the allowed distance can reach, ranked in Rust.
+        let first = fuzzy.first();
+        let (shortest, longest) = fuzzy.lengths();
+        // Names and ids only: the distance test needs nothing else, and most candidates fail it.
+        let sql = format!(
+            "SELECT s.id, s.name FROM symbols s JOIN files f ON f.id = s.file_id \
+             WHERE lower(s.name) >= ?1 AND lower(s.name) < ?2 AND length(s.name) BETWEEN ?3 AND ?4 \
+             AND {} AND s.id NOT IN (SELECT value FROM json_each(?8)) \
+             ORDER BY lower(s.name), s.name, f.path, s.id LIMIT ?9",
+            symbol_scope!("?5", "?6", "?7"),
+        );
+        let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
+        let names: Vec<(i64, String)> = sqlx::query_as(&sql)
+            .bind(&first)
+            .bind(format!("{first}\u{10FFFF}"))
+            .bind(shortest)
+            .bind(longest)
+            .bind(json_list(&scope.project_ids))
+            .bind(languages(scope))
+            .bind(kinds(scope))
+            .bind(json_list(&seen))
+            .bind(fuzzy::MAX_CANDIDATES)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+        let close = fuzzy.within(&names);
+        if close.is_empty() {
+            return Ok(());
+        }
+        let candidates = self.symbol_views(&close).await?;
+        out.extend(fuzzy.rank(candidates, remaining as usize));
+        Ok(())
+    }
+}
+
+/// The substring matches of `q` among `all` that `taken` does not hold, in the substring phase's
+/// order (name matches first, exported first, shorter names, then name, path and id); at most
+/// `limit`.
+fn substring_ranked(q: &str, all: &[NameRow], taken: &[SymbolView], limit: usize) -> Vec<i64> {
+    let taken: HashSet<i64> = taken.iter().map(|s| s.id).collect();
+    let mut hits: Vec<(bool, &NameRow)> = all
+        .iter()
+        .filter(|s| !taken.contains(&s.id))
+        .filter_map(|s| {
+            let in_name = s.name.to_ascii_lowercase().contains(q);
+            (in_name || s.qualified_name.to_ascii_lowercase().contains(q)).then_some((in_name, s))
+        })
+        .collect();
+    hits.sort_by(|(an, a), (bn, b)| {
+        bn.cmp(an)
+            .then(b.exported.cmp(&a.exported))
+            .then(a.name.chars().count().cmp(&b.name.chars().count()))
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| a.path.cmp(&b.path))
+            .then(a.id.cmp(&b.id))
+    });
+    hits.into_iter().take(limit).map(|(_, s)| s.id).collect()
+}
+
+/// What ranking a substring match needs of a symbol.
+#[derive(sqlx::FromRow)]
+struct NameRow {
+    id: i64,
+    name: String,
+    qualified_name: String,
+    exported: bool,
+    path: String,
 }
 
 #[async_trait]
@@ -1116,22 +1335,57 @@ impl Store for SqliteStore {
         if scope.project_ids.is_empty() || limit <= 0 {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(concat!(
-            "SELECT c.id, bm25(chunks_fts) AS rank FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid ",
-            "WHERE chunks_fts MATCH ?1 ",
-            "AND c.project_id IN (SELECT value FROM json_each(?2)) ",
+        // bm25() is computed for every row the query matches, and common words match a large
+        // part of the corpus: take FTS5's own best rows first (a top-N sort, no join), then the
+        // scope. The inner order (rank, rowid) is the outer one, so the filtered prefix is the
+        // answer whenever it holds `limit` rows or the prefix is all there is; otherwise the
+        // scope filtered most of it away and the whole match set is ranked.
+        let prefix = limit.saturating_mul(4).max(200);
+        let mut rows = sqlx::query(concat!(
+            "SELECT c.id, m.rank FROM (SELECT rowid AS id, bm25(chunks_fts) AS rank FROM chunks_fts ",
+            "WHERE chunks_fts MATCH ?1 ORDER BY rank, rowid LIMIT ?6) m JOIN chunks c ON c.id = m.id ",
+            "WHERE c.project_id IN (SELECT value FROM json_each(?2)) ",
             "AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) AND ",
             chunk_kinds!("c", "?5"),
-            " ORDER BY rank, c.id LIMIT ?4"
+            " ORDER BY m.rank, c.id LIMIT ?4"
         ))
-        .bind(query)
+        .bind(&query)
         .bind(json_list(&scope.project_ids))
         .bind(languages(scope))
         .bind(limit)
         .bind(kinds(scope))
+        .bind(prefix)
         .fetch_all(&self.reader)
         .await
         .map_err(db_err)?;
+        if (rows.len() as i64) < limit {
+            let matched: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)",
+            )
+            .bind(&query)
+            .bind(prefix + 1)
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)?;
+            if matched > prefix {
+                rows = sqlx::query(concat!(
+                    "SELECT c.id, bm25(chunks_fts) AS rank FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid ",
+                    "WHERE chunks_fts MATCH ?1 ",
+                    "AND c.project_id IN (SELECT value FROM json_each(?2)) ",
+                    "AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) AND ",
+                    chunk_kinds!("c", "?5"),
+                    " ORDER BY rank, c.id LIMIT ?4"
+                ))
+                .bind(&query)
+                .bind(json_list(&scope.project_ids))
+                .bind(languages(scope))
+                .bind(limit)
+                .bind(kinds(scope))
+                .fetch_all(&self.reader)
+                .await
+                .map_err(db_err)?;
+            }
+        }
         rows.iter()
             .map(|row| {
                 // bm25() is lower-is-better; scores here are higher-is-better.
@@ -1142,90 +1396,70 @@ impl Store for SqliteStore {
     }
 
     async fn symbol_search(&self, query: &str, scope: &SearchScope, limit: i64) -> Result<Vec<SymbolView>> {
-        // ASCII case folding, as SQLite's lower() does without ICU.
-        let q = query.trim().to_ascii_lowercase();
-        if q.is_empty() || scope.project_ids.is_empty() || limit <= 0 {
-            return Ok(Vec::new());
+        let mut found = self.symbol_search_words(&[query.to_string()], scope, limit).await?;
+        Ok(found.pop().unwrap_or_default())
+    }
+
+    async fn symbol_search_words(
+        &self,
+        words: &[String],
+        scope: &SearchScope,
+        limit: i64,
+    ) -> Result<Vec<Vec<SymbolView>>> {
+        // ASCII case folding, as SQLite's lower() and LIKE do without ICU.
+        let qs: Vec<String> = words.iter().map(|w| w.trim().to_ascii_lowercase()).collect();
+        if scope.project_ids.is_empty() || limit <= 0 {
+            return Ok(vec![Vec::new(); qs.len()]);
         }
-        // Every string with the prefix `q` sorts in [q, q + U+10FFFF), so prefix matching is an
-        // index range on lower(name).
-        let upper = format!("{q}\u{10FFFF}");
-        // Three passes, each filling what the previous left: exact, prefix, substring; within
-        // a pass, name matches before qualified-name matches, exported first, shorter first.
-        let phases = [
-            (
-                "(lower(s.name) = ?1 OR lower(s.qualified_name) = ?1)",
-                "(lower(s.name) = ?1) DESC, s.exported DESC, length(s.qualified_name), s.qualified_name",
-            ),
-            (
-                "((lower(s.name) >= ?1 AND lower(s.name) < ?2) \
-                  OR (lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2))",
-                "(lower(s.name) >= ?1 AND lower(s.name) < ?2) DESC, s.exported DESC, length(s.name), s.name",
-            ),
-            (
-                "(instr(lower(s.name), ?1) > 0 OR instr(lower(s.qualified_name), ?1) > 0)",
-                "(instr(lower(s.name), ?1) > 0) DESC, s.exported DESC, length(s.name), s.name",
-            ),
-        ];
-        let mut out: Vec<SymbolView> = Vec::new();
-        for (condition, order) in phases {
-            let remaining = limit - out.len() as i64;
-            if remaining <= 0 {
-                break;
+        // Exact and prefix matches (index lookups), the words at once on separate readers.
+        let mut outs = futures::future::try_join_all(qs.iter().map(|q| async move {
+            let mut out = Vec::new();
+            if !q.is_empty() {
+                for phase in [SymbolPhase::Exact, SymbolPhase::Prefix] {
+                    self.symbol_phase(q, phase, scope, limit, &mut out).await?;
+                }
             }
-            let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
-            let sql = format!(
-                "{} WHERE {condition} AND {} \
-                 AND s.id NOT IN (SELECT value FROM json_each(?5)) \
-                 ORDER BY {order}, f.path, s.id LIMIT ?6",
-                symbol_view_select!(),
-                symbol_scope!("?3", "?4", "?7"),
-            );
-            let rows = sqlx::query(&sql)
-                .bind(&q)
-                .bind(&upper)
-                .bind(json_list(&scope.project_ids))
-                .bind(languages(scope))
-                .bind(json_list(&seen))
-                .bind(remaining)
-                .bind(kinds(scope))
-                .fetch_all(&self.reader)
-                .await
-                .map_err(db_err)?;
-            for row in &rows {
-                out.push(symbol_view_from_row(row)?);
+            Ok::<_, StoreError>(out)
+        }))
+        .await?;
+        // Substring matches: one scan of the names for all the words still short of `limit`,
+        // ordered here as the per-word SQL would order them.
+        let short: Vec<usize> =
+            (0..qs.len()).filter(|&i| !qs[i].is_empty() && (outs[i].len() as i64) < limit).collect();
+        if !short.is_empty() {
+            match self
+                .substring_scan(&short.iter().map(|&i| qs[i].as_str()).collect::<Vec<_>>(), scope)
+                .await?
+            {
+                Some(all) => {
+                    let picked: Vec<(usize, Vec<i64>)> = short
+                        .iter()
+                        .map(|&i| {
+                            let remaining = (limit as usize).saturating_sub(outs[i].len());
+                            (i, substring_ranked(&qs[i], &all, &outs[i], remaining))
+                        })
+                        .collect();
+                    // Whole rows only for the matches kept, in one query for every word.
+                    let ids: Vec<i64> = picked.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
+                    let views: HashMap<i64, SymbolView> =
+                        self.symbol_views(&ids).await?.into_iter().map(|v| (v.id, v)).collect();
+                    for (i, ids) in picked {
+                        outs[i].extend(ids.iter().filter_map(|id| views.get(id).cloned()));
+                    }
+                }
+                None => {
+                    for &i in &short {
+                        self.symbol_phase(&qs[i], SymbolPhase::Substring, scope, limit, &mut outs[i]).await?;
+                    }
+                }
             }
         }
-        let remaining = limit - out.len() as i64;
-        let Some(fuzzy) = Fuzzy::new(&q).filter(|_| remaining > 0) else { return Ok(out) };
-        // Candidates for typos: the index range of names starting with the query's first
-        // character, of a length the allowed distance can reach, ranked in Rust.
-        let first = fuzzy.first();
-        let (shortest, longest) = fuzzy.lengths();
-        let sql = format!(
-            "{} WHERE lower(s.name) >= ?1 AND lower(s.name) < ?2 AND length(s.name) BETWEEN ?3 AND ?4 \
-             AND {} AND s.id NOT IN (SELECT value FROM json_each(?8)) \
-             ORDER BY lower(s.name), s.name, f.path, s.id LIMIT ?9",
-            symbol_view_select!(),
-            symbol_scope!("?5", "?6", "?7"),
-        );
-        let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
-        let rows = sqlx::query(&sql)
-            .bind(&first)
-            .bind(format!("{first}\u{10FFFF}"))
-            .bind(shortest)
-            .bind(longest)
-            .bind(json_list(&scope.project_ids))
-            .bind(languages(scope))
-            .bind(kinds(scope))
-            .bind(json_list(&seen))
-            .bind(fuzzy::MAX_CANDIDATES)
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err)?;
-        let candidates = rows.iter().map(symbol_view_from_row).collect::<Result<Vec<_>>>()?;
-        out.extend(fuzzy.rank(candidates, remaining as usize));
-        Ok(out)
+        // Typos, the words at once.
+        futures::future::try_join_all(qs.iter().zip(outs).map(|(q, mut out)| async move {
+            self.fuzzy_phase(q, scope, limit, &mut out).await?;
+            Ok::<_, StoreError>(out)
+        }))
+        .await
     }
 
     async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>> {
@@ -2679,11 +2913,13 @@ impl RestoreSession for SqliteRestore {
         .execute(&mut *self.tx)
         .await
         .map_err(db_err)?;
-        // The full-text index is rebuilt from chunks in one pass.
-        sqlx::query("INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')")
-            .execute(&mut *self.tx)
-            .await
-            .map_err(db_err)?;
+        // The full-text and trigram indexes are rebuilt from chunks and symbols in one pass each.
+        for rebuild in [
+            "INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild')",
+            "INSERT INTO symbols_trigram (symbols_trigram) VALUES ('rebuild')",
+        ] {
+            sqlx::query(rebuild).execute(&mut *self.tx).await.map_err(db_err)?;
+        }
         for (_, sql) in &self.triggers {
             sqlx::query(sql).execute(&mut *self.tx).await.map_err(db_err)?;
         }

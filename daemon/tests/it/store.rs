@@ -218,12 +218,19 @@ pub async fn suite_migrations_round_trip(store: &dyn Store) {
     let p = project(store, "round-trip").await;
     store.replace_file(p.id, &file("a.ts").chunk("", "let a = 1;").build(), None, None).await.unwrap();
 
-    // One step down reverts the latest migration only; its up gives the same schema back.
+    // One step down reverts the latest migration only; its up gives the same schema back (a
+    // version can change nothing on one backend: both number their schemas alike).
     store.migrate_down(None).await.unwrap();
     assert_eq!(store.status().await.unwrap().schema_version, Some(status.latest_version - 1));
-    let one_down = store.schema_dump().await.unwrap();
-    assert_ne!(one_down, before);
-    assert!(!one_down.iter().any(|o| o.contains("input_mode")), "0002 left its column behind");
+    store.migrate_up().await.unwrap();
+    assert_eq!(store.schema_dump().await.unwrap(), before);
+    // Down to 0001: what the later ones added is gone; up again restores it all.
+    store.migrate_down(Some(1)).await.unwrap();
+    assert_eq!(store.status().await.unwrap().schema_version, Some(1));
+    let first = store.schema_dump().await.unwrap();
+    assert_ne!(first, before);
+    assert!(!first.iter().any(|o| o.contains("input_mode")), "0002 left its column behind");
+    assert!(!first.iter().any(|o| o.contains("symbols_trigram")), "0004 left its index behind");
     store.migrate_up().await.unwrap();
     assert_eq!(store.schema_dump().await.unwrap(), before);
 
@@ -650,6 +657,28 @@ pub async fn suite_symbol_search(store: &dyn Store) {
     assert_eq!(found(store.symbol_search("parse", &scope(&[q.id]), 20).await.unwrap()), ["c.ts:parse"]);
     assert!(store.symbol_search("", &scope(&[p.id]), 20).await.unwrap().is_empty());
     assert!(store.symbol_search("zzz", &scope(&[p.id]), 20).await.unwrap().is_empty());
+    // Substring matches only, in the phase's order (name matches, exported, shorter, name,
+    // path), one list per word: through the trigram index when every word has three characters
+    // or more, through a scan when one is shorter.
+    let arse = [
+        "b.ts:parse",
+        "a.ts:Parser",
+        "a.ts:reparse",
+        "b.ts:parseHeaderLine",
+        "a.ts:parse",
+        "a.ts:Parser.parseBody",
+    ];
+    assert_eq!(found(store.symbol_search("ARSE", &scope(&[p.id]), 20).await.unwrap()), arse);
+    for words in [["arse", "header"], ["arse", "ne"]] {
+        let words: Vec<String> = words.map(String::from).to_vec();
+        let lists = store.symbol_search_words(&words, &scope(&[p.id]), 20).await.unwrap();
+        let lists: Vec<Vec<String>> = lists.into_iter().map(found).collect();
+        assert_eq!(
+            lists,
+            [arse.map(String::from).to_vec(), vec!["b.ts:parseHeaderLine".to_string()]],
+            "{words:?}"
+        );
+    }
     let view = store.symbol_search("parseHeaderLine", &scope(&[p.id]), 1).await.unwrap().remove(0);
     assert_eq!(
         (view.name.as_str(), view.kind.as_str(), view.exported),
@@ -1399,6 +1428,47 @@ async fn sqlite_fts_stays_in_sync() {
             .await
             .unwrap();
     assert_eq!(left, 0);
+}
+
+/// The symbol-name trigram index matches the symbols table after inserts, replacements,
+/// deletions and a project's deletion (FTS5's own integrity check compares them).
+#[tokio::test]
+async fn sqlite_symbol_trigrams_stay_in_sync() {
+    let (_dir, store) = sqlite_store().await;
+    let p = project(&store, "trigrams").await;
+    for i in 0..5 {
+        let w = file(&format!("f{i}.ts")).chunk("", "x").symbol(
+            &format!("hashPassword{i}"),
+            "function",
+            true,
+            None,
+        );
+        store.replace_file(p.id, &w.build(), None, None).await.unwrap();
+    }
+    let renamed = file("f0.ts").chunk("", "x").symbol("checkToken", "function", true, None).build();
+    store.replace_file(p.id, &renamed, None, None).await.unwrap();
+    store.delete_files(p.id, &["f1.ts".into()]).await.unwrap();
+    let pool = raw(&store).await;
+    let check = || async {
+        sqlx::query("INSERT INTO symbols_trigram (symbols_trigram, rank) VALUES ('integrity-check', 1)")
+            .execute(&pool)
+            .await
+            .unwrap();
+        let count = |q: &'static str| {
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM symbols_trigram WHERE symbols_trigram MATCH ?")
+                .bind(q)
+                .fetch_one(&pool)
+        };
+        (count("password").await.unwrap(), count("token").await.unwrap())
+    };
+    assert_eq!(check().await, (3, 1));
+    let names = |r: Vec<semdex::store::SymbolView>| r.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    assert_eq!(
+        names(store.symbol_search("password", &scope(&[p.id]), 10).await.unwrap()),
+        ["hashPassword2", "hashPassword3", "hashPassword4"]
+    );
+    store.delete_project(p.id).await.unwrap();
+    assert_eq!(check().await, (0, 0));
 }
 
 /// Stats kept by triggers agree with counting, and a run's deletion keeps its chunks.

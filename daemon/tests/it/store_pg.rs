@@ -126,10 +126,14 @@ async fn migrations_up_down_up_leave_an_identical_schema() {
     assert_eq!(status.schema_version, Some(status.latest_version));
     assert_eq!(status.row_counts.len(), 18);
 
-    // One step down reverts 0002 alone, and its up gives the same schema back (the dump numbers
-    // columns by position among the live ones, so the dropped column's hole does not show).
+    // One step down reverts the latest alone, and its up gives the same schema back; down to
+    // 0001 drops 0002's column, and up restores it (the dump numbers columns by position among
+    // the live ones, so the dropped column's hole does not show).
     store.migrate_down(None).await.unwrap();
     assert_eq!(store.status().await.unwrap().schema_version, Some(status.latest_version - 1));
+    store.migrate_up().await.unwrap();
+    assert_eq!(store.schema_dump().await.unwrap(), first);
+    store.migrate_down(Some(1)).await.unwrap();
     assert!(!store.schema_dump().await.unwrap().iter().any(|l| l.contains("input_mode")));
     store.migrate_up().await.unwrap();
     assert_eq!(store.schema_dump().await.unwrap(), first);
