@@ -394,6 +394,71 @@ async fn replace_file_writes_everything_and_keeps_stats_incrementally() {
     assert_eq!(project.total_size_bytes, "// gone".len() as i64);
 }
 
+/// `replace_file` clears a file's old rows and resolves other files' edges to it: a file
+/// importing itself, written twice, keeps one resolved edge, and an edge to a file deleted and
+/// written again resolves again.
+#[tokio::test]
+async fn replace_file_resolves_edges_to_itself_and_to_files_written_again() {
+    let Some(store) = pg_store().await else { return };
+    let p = new_project(&store, "edges").await;
+    let import = |target: &str| ImportRecord {
+        specifier: format!("./{target}"),
+        resolved_path: Some(format!("src/{target}.ts")),
+        external_package: None,
+        kind: "static".into(),
+        names: vec![],
+        line: 1,
+    };
+    let mut selfish = file("src/self.ts", &["import './self'"]);
+    selfish.imports = vec![import("self")];
+    let mut main = file("src/main.ts", &["import './util'"]);
+    main.imports = vec![import("util")];
+    let util = file("src/util.ts", &["export const x = 1"]);
+    for write in [&selfish, &selfish, &main, &util, &util] {
+        store.replace_file(p, write, None, None).await.unwrap();
+    }
+    let edges = || async {
+        sqlx::query_as::<_, (String, Option<String>)>(
+            "SELECT f.path, t.path FROM imports i JOIN files f ON f.id = i.file_id \
+             LEFT JOIN files t ON t.id = i.resolved_file_id ORDER BY f.path",
+        )
+        .fetch_all(store.pool())
+        .await
+        .unwrap()
+    };
+    let expected = vec![
+        ("src/main.ts".to_string(), Some("src/util.ts".to_string())),
+        ("src/self.ts".to_string(), Some("src/self.ts".to_string())),
+    ];
+    assert_eq!(edges().await, expected);
+    assert_eq!(store.delete_files(p, &["src/util.ts".into()]).await.unwrap(), 1);
+    store.replace_file(p, &util, None, None).await.unwrap();
+    assert_eq!(edges().await, expected);
+    let project = store.project(p).await.unwrap().unwrap();
+    assert_eq!((project.total_files, project.total_chunks), (3, 3));
+}
+
+/// Writers of the same file at once take turns on its row: each sees the rows the previous one
+/// committed and replaces them, so none fails on the chunks' unique ordinals.
+#[tokio::test]
+async fn concurrent_writers_of_one_file_replace_each_other() {
+    let Some(store) = pg_store().await else { return };
+    let store = std::sync::Arc::new(store);
+    let p = new_project(&store, "busy").await;
+    let write = file("src/busy.ts", &["one", "two", "three"]);
+    let writers: Vec<_> = (0..8)
+        .map(|_| {
+            let (store, write) = (store.clone(), write.clone());
+            tokio::spawn(async move { store.replace_file(p, &write, None, None).await })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    let project = store.project(p).await.unwrap().unwrap();
+    assert_eq!((project.total_files, project.total_chunks), (1, 3));
+}
+
 #[tokio::test]
 async fn constraint_violations_are_typed_errors() {
     let Some(store) = pg_store().await else { return };
