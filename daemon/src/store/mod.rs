@@ -8,6 +8,7 @@ mod dump;
 mod fuzzy;
 mod pg;
 mod sqlite;
+mod tsvector;
 
 use std::sync::Arc;
 
@@ -19,6 +20,7 @@ pub use self::dump::{
 };
 pub use self::pg::PgStore;
 pub use self::sqlite::SqliteStore;
+pub use self::tsvector::LexicalTsvector;
 
 /// Result alias for store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

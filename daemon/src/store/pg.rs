@@ -4,8 +4,11 @@
 //! connection pool each; index runs are leased with `FOR UPDATE SKIP LOCKED`, so two workers
 //! never take the same run and neither waits for the other.
 //!
-//! **Bulk paths.** A file's chunks go in with one binary `COPY` inside the file's transaction;
-//! vectors are staged with binary `COPY` into a temporary table and moved into `embeddings` with
+//! **Bulk paths.** A file's chunks go in with one binary `COPY` inside the file's transaction,
+//! each with its `tsvector` computed here (`tsvector.rs`), not by the server. A batch of new
+//! vectors goes straight into `embeddings` with one binary `COPY` once a lookup in the same
+//! transaction found none of its hashes stored; otherwise (or when a concurrent writer stored one
+//! first) it is staged with binary `COPY` into a temporary table and moved into `embeddings` with
 //! `INSERT ... SELECT ... ON CONFLICT DO NOTHING` (COPY itself cannot skip existing keys).
 //! Symbols and imports, fewer and narrower, go in as one `INSERT ... SELECT FROM UNNEST(...)`
 //! each. Project stats are kept by statement-level triggers (see the migration), so a bulk write
@@ -20,7 +23,7 @@
 //! `embedding::real[]`, which works for both.
 //!
 //! **Lexical search** ranks with `ts_rank_cd` (cover density, normalised by document length) over
-//! a generated `tsvector`: an approximation of BM25, which PostgreSQL does not have. Scores are
+//! the chunks' `tsvector`: an approximation of BM25, which PostgreSQL does not have. Scores are
 //! therefore comparable within one backend only; fusion uses ranks, not scores.
 
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -41,7 +44,7 @@ use super::{
     NewReview, NewTask, NewToken, NewUser, Project, Result, Review, RunCounts, RunEvent, RunStatus,
     ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView, Task, TaskFilter, TaskUpdate, User,
 };
-use super::{FileDetail, FileRecord, FileView, ImportRecord};
+use super::{FileDetail, FileRecord, FileView, ImportRecord, LexicalTsvector};
 
 /// The PostgreSQL migrations, embedded at build time.
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -427,6 +430,97 @@ impl PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)
+    }
+
+    /// Writes a batch of new vectors with one binary COPY into `embeddings`, in one transaction
+    /// that first checks that none of the batch's hashes is stored. `None` (nothing written)
+    /// when one is, when the batch repeats a hash, or when a concurrent writer stored one of
+    /// them first (the COPY then fails on the unique key): the staging path handles those.
+    async fn copy_new_embeddings(
+        &self,
+        model_id: i64,
+        vectors: &[(String, Vec<f32>)],
+        modes: &[InputMode],
+        as_vector: bool,
+    ) -> Result<Option<u64>> {
+        let mut seen = std::collections::HashSet::with_capacity(vectors.len());
+        if !vectors.iter().all(|(hash, _)| seen.insert(hash.as_str())) {
+            return Ok(None);
+        }
+        let hashes: Vec<&str> = vectors.iter().map(|(hash, _)| hash.as_str()).collect();
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        let stored: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM embeddings WHERE model_id = $1 AND content_hash = ANY($2::text[]))",
+        )
+        .bind(model_id)
+        .bind(&hashes)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        if stored {
+            return Ok(None);
+        }
+        let copied = copy_embedding_rows(
+            &mut tx,
+            "COPY embeddings (model_id, content_hash, embedding, input_mode) FROM STDIN (FORMAT binary)",
+            vectors,
+            modes,
+            as_vector,
+            |_| model_id,
+        )
+        .await;
+        match copied {
+            Ok(()) => {}
+            // Dropping the transaction rolls the COPY back.
+            Err(StoreError::Conflict(_)) => return Ok(None),
+            Err(e) => return Err(e),
+        }
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(vectors.len() as u64))
+    }
+
+    /// Writes a batch through a temporary table: binary COPY into it, then
+    /// `INSERT ... SELECT ... ON CONFLICT DO NOTHING` into `embeddings`, which keeps what is
+    /// already stored. Returns how many were new.
+    async fn stage_embeddings(
+        &self,
+        model_id: i64,
+        vectors: &[(String, Vec<f32>)],
+        modes: &[InputMode],
+        as_vector: bool,
+    ) -> Result<u64> {
+        let column_type = if as_vector { "vector" } else { "real[]" };
+        let mut tx = self.pool.begin().await.map_err(db_err)?;
+        sqlx::query(&format!(
+            "CREATE TEMP TABLE semdex_embeddings_stage (ord int8 NOT NULL, content_hash text NOT NULL, \
+             embedding {column_type} NOT NULL, input_mode text NOT NULL) ON COMMIT DROP"
+        ))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        copy_embedding_rows(
+            &mut tx,
+            "COPY semdex_embeddings_stage (ord, content_hash, embedding, input_mode) FROM STDIN (FORMAT binary)",
+            vectors,
+            modes,
+            as_vector,
+            |ord| ord as i64,
+        )
+        .await?;
+        // Only the cache key may collide; any other constraint still fails the batch. Ids follow
+        // the order given.
+        let inserted = sqlx::query(
+            "INSERT INTO embeddings (model_id, content_hash, embedding, input_mode) \
+             SELECT $1, content_hash, embedding, input_mode FROM semdex_embeddings_stage ORDER BY ord \
+             ON CONFLICT (model_id, content_hash) DO NOTHING",
+        )
+        .bind(model_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .rows_affected();
+        tx.commit().await.map_err(db_err)?;
+        Ok(inserted)
     }
 
     /// Creates the partial HNSW index of a model, if pgvector is there and can index it.
@@ -1071,53 +1165,14 @@ impl Store for PgStore {
         // Validate everything first: a batch is stored whole or not at all.
         super::check_embeddings(usize::try_from(dimensions).unwrap_or(0), vectors, modes)?;
         let as_vector = self.has_pgvector_column().await?;
-        let column_type = if as_vector { "vector" } else { "real[]" };
-
-        let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query(&format!(
-            "CREATE TEMP TABLE semdex_embeddings_stage (ord int4 NOT NULL, content_hash text NOT NULL, \
-             embedding {column_type} NOT NULL, input_mode text NOT NULL) ON COMMIT DROP"
-        ))
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        let mut copy = tx
-            .copy_in_raw(
-                "COPY semdex_embeddings_stage (ord, content_hash, embedding, input_mode) FROM STDIN (FORMAT binary)",
-            )
-            .await
-            .map_err(db_err)?;
-        let mut buf = CopyBuf::new();
-        for (ord, (hash, vector)) in vectors.iter().enumerate() {
-            buf.row(4);
-            buf.i32(i32::try_from(ord).unwrap_or(i32::MAX));
-            buf.text(hash);
-            if as_vector {
-                buf.vector(vector)?;
-            } else {
-                buf.real_array(vector)?;
-            }
-            buf.text(modes.get(ord).copied().unwrap_or_default().as_str());
-            if buf.len() >= COPY_CHUNK_BYTES {
-                copy.send(buf.take()).await.map_err(db_err)?;
-            }
+        // The usual batch holds only new hashes (the embedding cache asks for vectors it lacks):
+        // one binary COPY straight into `embeddings`. A batch with a stored hash, a repeated one,
+        // or that races a writer of the same hashes goes through the staging table, which skips
+        // what exists.
+        if let Some(written) = self.copy_new_embeddings(model_id, vectors, modes, as_vector).await? {
+            return Ok(written);
         }
-        copy.send(buf.finish()).await.map_err(db_err)?;
-        copy.finish().await.map_err(db_err)?;
-        // Only the cache key may collide; any other constraint still fails the batch. Ids follow
-        // the order given.
-        let inserted = sqlx::query(
-            "INSERT INTO embeddings (model_id, content_hash, embedding, input_mode) \
-             SELECT $1, content_hash, embedding, input_mode FROM semdex_embeddings_stage ORDER BY ord \
-             ON CONFLICT (model_id, content_hash) DO NOTHING",
-        )
-        .bind(model_id)
-        .execute(&mut *tx)
-        .await
-        .map_err(db_err)?
-        .rows_affected();
-        tx.commit().await.map_err(db_err)?;
-        Ok(inserted)
+        self.stage_embeddings(model_id, vectors, modes, as_vector).await
     }
 
     async fn embeddings_page(
@@ -2377,7 +2432,46 @@ async fn insert_imports(
     Ok(())
 }
 
-/// Writes a file's chunks with one binary COPY.
+/// The tsvector of each lexical document, in the binary form COPY sends: computed here, or by
+/// the server (`semdex_lexical_tsvector`, one statement for them all) for the documents
+/// [`LexicalTsvector::new`] leaves to it.
+async fn lexical_tsvectors<'d>(
+    conn: &mut PgConnection,
+    docs: impl Iterator<Item = &'d str>,
+) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    let mut by_server: Vec<(usize, &str)> = Vec::new();
+    for (i, doc) in docs.enumerate() {
+        match LexicalTsvector::new(doc) {
+            Some(tsv) => {
+                let mut bytes = Vec::with_capacity(tsv.binary_len());
+                tsv.write_binary(&mut bytes);
+                out.push(bytes);
+            }
+            None => {
+                by_server.push((i, doc));
+                out.push(Vec::new());
+            }
+        }
+    }
+    if !by_server.is_empty() {
+        let docs: Vec<&str> = by_server.iter().map(|(_, doc)| *doc).collect();
+        let computed: Vec<Vec<u8>> = sqlx::query_scalar(
+            "SELECT tsvectorsend(semdex_lexical_tsvector(d)) FROM unnest($1::text[]) WITH ORDINALITY AS u(d, n) \
+             ORDER BY n",
+        )
+        .bind(&docs)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_err)?;
+        for ((i, _), bytes) in by_server.into_iter().zip(computed) {
+            out[i] = bytes;
+        }
+    }
+    Ok(out)
+}
+
+/// Writes a file's chunks with one binary COPY, their tsvectors included.
 async fn copy_chunks(
     conn: &mut PgConnection,
     project_id: i64,
@@ -2386,17 +2480,18 @@ async fn copy_chunks(
     run_id: Option<i64>,
     commit: Option<&str>,
 ) -> Result<()> {
+    let tsvectors = lexical_tsvectors(&mut *conn, write.chunks.iter().map(|c| c.lexical.as_str())).await?;
     let mut copy = conn
         .copy_in_raw(
             "COPY chunks (file_id, project_id, ordinal, content, content_hash, start_line, end_line, start_byte, \
-             end_byte, symbol_path, kind, language, token_count, commit_sha, index_run_id, lexical) \
+             end_byte, symbol_path, kind, language, token_count, commit_sha, index_run_id, lexical, lexical_tsv) \
              FROM STDIN (FORMAT binary)",
         )
         .await
         .map_err(db_err)?;
     let mut buf = CopyBuf::new();
-    for c in &write.chunks {
-        buf.row(16);
+    for (c, tsv) in write.chunks.iter().zip(&tsvectors) {
+        buf.row(17);
         buf.i64(file_id);
         buf.i64(project_id);
         buf.i32(c.ordinal);
@@ -2413,6 +2508,39 @@ async fn copy_chunks(
         buf.opt_text(commit);
         buf.opt_i64(run_id);
         buf.text(&c.lexical);
+        buf.field(tsv);
+        if buf.len() >= COPY_CHUNK_BYTES {
+            copy.send(buf.take()).await.map_err(db_err)?;
+        }
+    }
+    copy.send(buf.finish()).await.map_err(db_err)?;
+    copy.finish().await.map_err(db_err)?;
+    Ok(())
+}
+
+/// Sends vectors with one binary COPY (`sql`), in the order given: per row `lead(i)` (an
+/// `int8`: the model id, or the position in the batch), the content hash, the vector (pgvector's
+/// `vector` or `real[]`) and its input mode.
+async fn copy_embedding_rows(
+    conn: &mut PgConnection,
+    sql: &str,
+    vectors: &[(String, Vec<f32>)],
+    modes: &[InputMode],
+    as_vector: bool,
+    lead: impl Fn(usize) -> i64,
+) -> Result<()> {
+    let mut copy = conn.copy_in_raw(sql).await.map_err(db_err)?;
+    let mut buf = CopyBuf::new();
+    for (i, (hash, vector)) in vectors.iter().enumerate() {
+        buf.row(4);
+        buf.i64(lead(i));
+        buf.text(hash);
+        if as_vector {
+            buf.vector(vector)?;
+        } else {
+            buf.real_array(vector)?;
+        }
+        buf.text(modes.get(i).copied().unwrap_or_default().as_str());
         if buf.len() >= COPY_CHUNK_BYTES {
             copy.send(buf.take()).await.map_err(db_err)?;
         }
@@ -3020,6 +3148,16 @@ impl RestoreSession for PgRestore {
                 let id = dump::row_key(spec, &row)?[0];
                 self.task_parents.push((id, parent));
             }
+            if spec.name == "chunks" {
+                // The backup does not carry the tsvector: computed here in text form, or (null)
+                // by the server below for a document left to it.
+                let tsv = row
+                    .get("lexical")
+                    .and_then(Value::as_str)
+                    .and_then(LexicalTsvector::new)
+                    .map(|t| Value::from(t.to_text()));
+                row.insert("lexical_tsv".into(), tsv.unwrap_or(Value::Null));
+            }
             payload.push(Value::Object(row));
         }
         let mut targets = Vec::new();
@@ -3043,6 +3181,11 @@ impl RestoreSession for PgRestore {
                 _ if spec.name == "tasks" && *name == "parent_id" => "NULL::int8".to_string(),
                 _ => format!("x.\"{name}\""),
             });
+        }
+        if spec.name == "chunks" {
+            defs.push("lexical_tsv tsvector".into());
+            targets.push("lexical_tsv".into());
+            exprs.push("coalesce(x.lexical_tsv, semdex_lexical_tsvector(x.lexical))".into());
         }
         let sql = format!(
             "INSERT INTO \"{}\" ({}) SELECT {} FROM jsonb_to_recordset($1) AS x({})",

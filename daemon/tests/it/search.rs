@@ -8,7 +8,7 @@ use semdex::config::{Config, Overrides};
 use semdex::engine::Engine;
 use semdex::indexing::{self, IndexOptions};
 use semdex::search::{self, Expansion, Mode, SearchError, SearchHit, SearchRequest};
-use semdex::store::NewProject;
+use semdex::store::{NewProject, Project};
 use tokio_util::sync::CancellationToken;
 
 use crate::Backend;
@@ -33,12 +33,18 @@ async fn indexed(backend: Backend) -> Option<Indexed> {
         Overrides { data_dir: Some(dir.path().join("data")), database_url, ..Overrides::default() };
     let config = Config::load_with(&overrides, &|name| env.get(name).cloned()).unwrap();
     let engine = Engine::open(config).await.unwrap();
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/ts-app");
+    let project = index_fixture(&engine, "ts-app").await;
+    Some(Indexed { _dir: dir, engine, project: project.id })
+}
+
+/// Registers `fixtures/<name>` as a project named `name` and indexes it in one run.
+pub async fn index_fixture(engine: &Engine, name: &str) -> Project {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name);
     let root = std::fs::canonicalize(root).unwrap();
     let project = engine
         .store
         .create_project(NewProject {
-            name: "ts-app".into(),
+            name: name.into(),
             root_path: Some(root.display().to_string()),
             settings: serde_json::json!({}),
             ..NewProject::default()
@@ -46,11 +52,11 @@ async fn indexed(backend: Backend) -> Option<Indexed> {
         .await
         .unwrap();
     let run = engine.store.create_run(project.id, "cli", None, None).await.unwrap();
-    assert!(engine.store.claim_run(run.id, "search-tests", 300).await.unwrap());
-    indexing::index_project(&engine, &project, &run, &IndexOptions::default(), &CancellationToken::new())
+    assert!(engine.store.claim_run(run.id, "fixture-tests", 300).await.unwrap());
+    indexing::index_project(engine, &project, &run, &IndexOptions::default(), &CancellationToken::new())
         .await
         .unwrap();
-    Some(Indexed { _dir: dir, engine, project: project.id })
+    project
 }
 
 impl Indexed {

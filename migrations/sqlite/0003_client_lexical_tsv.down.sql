@@ -1,0 +1,2 @@
+-- Nothing to revert (see the up migration).
+SELECT 1;
