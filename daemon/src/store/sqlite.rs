@@ -1340,25 +1340,29 @@ impl Store for SqliteStore {
         // scope. The inner order (rank, rowid) is the outer one, so the filtered prefix is the
         // answer whenever it holds `limit` rows or the prefix is all there is; otherwise the
         // scope filtered most of it away and the whole match set is ranked.
-        let prefix = limit.saturating_mul(4).max(200);
-        let mut rows = sqlx::query(concat!(
-            "SELECT c.id, m.rank FROM (SELECT rowid AS id, bm25(chunks_fts) AS rank FROM chunks_fts ",
-            "WHERE chunks_fts MATCH ?1 ORDER BY rank, rowid LIMIT ?6) m JOIN chunks c ON c.id = m.id ",
-            "WHERE c.project_id IN (SELECT value FROM json_each(?2)) ",
-            "AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) AND ",
-            chunk_kinds!("c", "?5"),
-            " ORDER BY m.rank, c.id LIMIT ?4"
-        ))
-        .bind(&query)
-        .bind(json_list(&scope.project_ids))
-        .bind(languages(scope))
-        .bind(limit)
-        .bind(kinds(scope))
-        .bind(prefix)
-        .fetch_all(&self.reader)
-        .await
-        .map_err(db_err)?;
-        if (rows.len() as i64) < limit {
+        // (SQLite reads LIMIT -1 as no limit.)
+        let mut prefix = limit.saturating_mul(4).max(200);
+        let rows = loop {
+            let rows = sqlx::query(concat!(
+                "SELECT c.id, m.rank FROM (SELECT rowid AS id, bm25(chunks_fts) AS rank FROM chunks_fts ",
+                "WHERE chunks_fts MATCH ?1 ORDER BY rank, rowid LIMIT ?6) m JOIN chunks c ON c.id = m.id ",
+                "WHERE c.project_id IN (SELECT value FROM json_each(?2)) ",
+                "AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) AND ",
+                chunk_kinds!("c", "?5"),
+                " ORDER BY m.rank, c.id LIMIT ?4"
+            ))
+            .bind(&query)
+            .bind(json_list(&scope.project_ids))
+            .bind(languages(scope))
+            .bind(limit)
+            .bind(kinds(scope))
+            .bind(prefix)
+            .fetch_all(&self.reader)
+            .await
+            .map_err(db_err)?;
+            if rows.len() as i64 >= limit || prefix < 0 {
+                break rows;
+            }
             let matched: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)",
             )
@@ -1367,25 +1371,11 @@ impl Store for SqliteStore {
             .fetch_one(&self.reader)
             .await
             .map_err(db_err)?;
-            if matched > prefix {
-                rows = sqlx::query(concat!(
-                    "SELECT c.id, bm25(chunks_fts) AS rank FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid ",
-                    "WHERE chunks_fts MATCH ?1 ",
-                    "AND c.project_id IN (SELECT value FROM json_each(?2)) ",
-                    "AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) AND ",
-                    chunk_kinds!("c", "?5"),
-                    " ORDER BY rank, c.id LIMIT ?4"
-                ))
-                .bind(&query)
-                .bind(json_list(&scope.project_ids))
-                .bind(languages(scope))
-                .bind(limit)
-                .bind(kinds(scope))
-                .fetch_all(&self.reader)
-                .await
-                .map_err(db_err)?;
+            if matched <= prefix {
+                break rows;
             }
-        }
+            prefix = -1;
+        };
         rows.iter()
             .map(|row| {
                 // bm25() is lower-is-better; scores here are higher-is-better.

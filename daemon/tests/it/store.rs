@@ -592,6 +592,34 @@ pub async fn suite_lexical_search(store: &dyn Store) {
     assert!(lexical(store, &["createuser"], &in_p).await.is_empty());
 }
 
+/// A project whose matches rank below hundreds of another project's still gets all of them,
+/// best first (the SQLite store ranks the full-text index's own top rows before the scope and
+/// must look further when the scope filters those away).
+pub async fn suite_lexical_search_scope_past_other_projects(store: &dyn Store) {
+    let big = project(store, "lex-big").await;
+    let small = project(store, "lex-small").await;
+    for f in 0..15 {
+        let mut w = file(&format!("f{f}.ts"));
+        for c in 0..20 {
+            w = w.chunk("", &format!("beacon beacon beacon {f} {c}"));
+        }
+        store.replace_file(big.id, &w.build(), None, None).await.unwrap();
+    }
+    let filler = "word ".repeat(40);
+    let mut w = file("small.ts");
+    for n in 1..=3 {
+        w = w.chunk("", &format!("beacon {} {filler}", "pad ".repeat(n * 10)));
+    }
+    store.replace_file(small.id, &w.build(), None, None).await.unwrap();
+    assert_eq!(
+        lexical(store, &["beacon"], &scope(&[small.id])).await,
+        ["small.ts#0", "small.ts#1", "small.ts#2"]
+    );
+    let both = lexical(store, &["beacon"], &scope(&[big.id, small.id])).await;
+    assert_eq!(both.len(), 10);
+    assert!(both.iter().all(|c| c.starts_with('f')), "{both:?}");
+}
+
 /// Symbol search: exact, then prefix, then substring, case-insensitively; exported first.
 pub async fn suite_symbol_search(store: &dyn Store) {
     let p = project(store, "sym").await;
@@ -1359,6 +1387,7 @@ on_sqlite!(
     suite_bad_values_invalid,
     suite_orphan_fk_invalid,
     suite_lexical_search,
+    suite_lexical_search_scope_past_other_projects,
     suite_symbol_search,
     suite_kind_filter,
     suite_symbol_fuzzy,
@@ -1469,6 +1498,31 @@ async fn sqlite_symbol_trigrams_stay_in_sync() {
     );
     store.delete_project(p.id).await.unwrap();
     assert_eq!(check().await, (0, 0));
+}
+
+/// Substring matches come in the same order whether the store ranks them itself (few matches)
+/// or, past its cap of matches for one query, lets SQL rank each word's.
+#[tokio::test]
+async fn sqlite_substring_matches_rank_alike_past_the_cap() {
+    let (_dir, store) = sqlite_store().await;
+    let p = project(&store, "many").await;
+    let names = |r: Vec<semdex::store::SymbolView>| r.into_iter().map(|s| s.name).collect::<Vec<_>>();
+    let expected = ["xitem0", "xitem1", "xitem2", "xitem3", "xitem4"];
+    for count in [20, 5_010] {
+        let mut w = file("many.ts").chunk("", "x");
+        for n in (0..count).rev() {
+            w = w.symbol(&format!("xitem{n}"), "variable", true, None);
+        }
+        store.replace_file(p.id, &w.build(), None, None).await.unwrap();
+        assert_eq!(
+            names(store.symbol_search("ITEM", &scope(&[p.id]), 5).await.unwrap()),
+            expected,
+            "{count}"
+        );
+        let words = ["item".to_string(), "it".to_string()];
+        let lists = store.symbol_search_words(&words, &scope(&[p.id]), 5).await.unwrap();
+        assert_eq!(lists.into_iter().map(names).collect::<Vec<_>>(), [expected, expected], "{count}");
+    }
 }
 
 /// Stats kept by triggers agree with counting, and a run's deletion keeps its chunks.

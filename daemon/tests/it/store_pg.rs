@@ -577,6 +577,7 @@ on_postgres!(
     suite_bad_values_invalid,
     suite_orphan_fk_invalid,
     suite_lexical_search,
+    suite_lexical_search_scope_past_other_projects,
     suite_symbol_search,
     suite_kind_filter,
     suite_symbol_fuzzy,
