@@ -118,7 +118,7 @@ impl From<SearchError> for ApiError {
             SearchError::Invalid(m) => ApiError::BadRequest(m),
             SearchError::EmbedderUnavailable(_) => ApiError::EmbedderUnavailable,
             SearchError::Store(e) => e.into(),
-            SearchError::Vector(m) => ApiError::Internal(m),
+            SearchError::Vector(m) | SearchError::Internal(m) => ApiError::Internal(m),
         }
     }
 }

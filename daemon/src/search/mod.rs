@@ -19,7 +19,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::engine::Engine;
 use crate::lexical;
-use crate::store::{ChunkView, SearchScope, SymbolView};
+use crate::store::{ChunkView, SearchScope, SharedStore, Store, SymbolView};
 
 /// Which signals a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -160,6 +160,8 @@ pub enum SearchError {
     Store(#[from] crate::store::StoreError),
     #[error("vector index: {0}")]
     Vector(String),
+    #[error("{0}")]
+    Internal(String),
 }
 
 const SNIPPET_LINES: usize = 12;
@@ -205,7 +207,6 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
     };
     // Over-fetch so that merging, per-file caps and path filters still leave top_k results.
     let fetch = (req.top_k * 5).max(50) as i64;
-    let store = engine.store.as_ref();
     // The signals are independent: they run at once, so a hybrid search takes as long as its
     // slowest signal rather than their sum.
     let dense_signal = async {
@@ -224,27 +225,21 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
             Err(e) => Err(SearchError::EmbedderUnavailable(e.to_string())),
         }
     };
+    // The lexical and symbol signals run as tasks of their own: their rows are decoded and
+    // ranked on other runtime threads while this one embeds the query and joins the dense hits.
+    let lexical_signal = Signal::spawn(matches!(req.mode, Mode::Hybrid | Mode::Lexical), {
+        let (store, scope, query) = (SharedStore::clone(&engine.store), scope.clone(), query.to_string());
+        async move { lexical_hits(store.as_ref(), &query, &scope, fetch).await }
+    });
+    let symbol_signal = Signal::spawn(matches!(req.mode, Mode::Hybrid | Mode::Symbol), {
+        let (store, scope, query) = (SharedStore::clone(&engine.store), scope.clone(), query.to_string());
+        async move { symbols(store.as_ref(), &query, &scope, fetch).await.map(Some) }
+    });
     let lexical_signal = async {
-        if !matches!(req.mode, Mode::Hybrid | Mode::Lexical) {
-            return Ok::<_, SearchError>(None);
-        }
-        let terms = lexical::lexical_terms(query);
-        if terms.is_empty() {
-            return Ok(None);
-        }
-        let scored = store.lexical_search(&terms, &scope, fetch).await?;
-        let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
-        let by_id: HashMap<i64, ChunkView> =
-            store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
-        let hits = scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
-        Ok(Some(("lexical", req.weights.lexical, hits.collect())))
+        Ok::<_, SearchError>(lexical_signal.join().await?.map(|h| ("lexical", req.weights.lexical, h)))
     };
     let symbol_signal = async {
-        if !matches!(req.mode, Mode::Hybrid | Mode::Symbol) {
-            return Ok::<_, SearchError>(None);
-        }
-        let hits = symbols(engine, query, &scope, fetch).await?;
-        Ok(Some(("symbol", req.weights.symbol, hits)))
+        Ok::<_, SearchError>(symbol_signal.join().await?.map(|h| ("symbol", req.weights.symbol, h)))
     };
     let (dense_out, lexical_out, symbol_out) = tokio::join!(dense_signal, lexical_signal, symbol_signal);
     let (dense_list, degraded): (Option<SignalList>, Option<String>) = dense_out?;
@@ -343,16 +338,65 @@ async fn chunks_for(
     Ok(chunks)
 }
 
+/// Full-text matches of the query's terms, best first; `None` when the query has no term.
+async fn lexical_hits(store: &dyn Store, query: &str, scope: &SearchScope, k: i64) -> SignalOutput {
+    let terms = lexical::lexical_terms(query);
+    if terms.is_empty() {
+        return Ok(None);
+    }
+    let scored = store.lexical_search(&terms, scope, k).await?;
+    let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
+    let by_id: HashMap<i64, ChunkView> = store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
+    let hits = scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
+    Ok(Some(hits.collect()))
+}
+
+/// What a signal task yields: its hits best first with its own scores, `None` when it has nothing
+/// to search for.
+type SignalOutput = Result<Option<Vec<(ChunkView, f64)>>, SearchError>;
+
+/// A signal running as a task of its own, aborted if the search is dropped before it ends.
+struct Signal(Option<tokio::task::JoinHandle<SignalOutput>>);
+
+impl Signal {
+    /// Starts `work` when `wanted`; a signal not wanted yields nothing.
+    fn spawn<F>(wanted: bool, work: F) -> Signal
+    where
+        F: std::future::Future<Output = SignalOutput> + Send + 'static,
+    {
+        Signal(wanted.then(|| tokio::spawn(work)))
+    }
+
+    async fn join(mut self) -> SignalOutput {
+        match self.0.take() {
+            None => Ok(None),
+            Some(handle) => match handle.await {
+                Ok(out) => out,
+                // As if the signal had run inline: its panic is the search's.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => Err(SearchError::Internal(format!("search task: {e}"))),
+            },
+        }
+    }
+}
+
+impl Drop for Signal {
+    fn drop(&mut self) {
+        if let Some(handle) = &self.0 {
+            handle.abort();
+        }
+    }
+}
+
 /// Symbol matches mapped to the chunks holding their definitions. Exact name matches score 3,
 /// prefix 2, substring 1, fuzzy (a typo away) 0.5 (the store orders them; the score here only
 /// explains).
 async fn symbols(
-    engine: &Engine,
+    store: &dyn Store,
     query: &str,
     scope: &SearchScope,
     k: i64,
 ) -> Result<Vec<(ChunkView, f64)>, SearchError> {
-    let store = engine.store.as_ref();
     // A query of several words searches symbols for each identifier-like word.
     let words: Vec<String> = query
         .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.'))
@@ -381,23 +425,25 @@ async fn symbols(
             matches.push((sym, quality));
         }
     }
+    // Better matches first whichever word found them (each word's list comes in the store's
+    // order, which the quality follows); then only the chunks of the best `k` are read.
+    matches.sort_by(|a, b| b.1.total_cmp(&a.1));
     let symbol_ids: Vec<i64> = matches.iter().map(|(s, _)| s.id).collect();
     let chunk_of: HashMap<i64, i64> = store.symbol_chunk_ids(&symbol_ids).await?.into_iter().collect();
-    let chunk_ids: Vec<i64> = {
-        let mut seen = HashSet::new();
-        symbol_ids.iter().filter_map(|s| chunk_of.get(s)).copied().filter(|c| seen.insert(*c)).collect()
-    };
-    let chunks: HashMap<i64, ChunkView> =
-        store.chunks(&chunk_ids).await?.into_iter().map(|c| (c.id, c)).collect();
+    let mut ranked: Vec<(i64, f64)> = Vec::new();
     let mut seen = HashSet::new();
-    let mut out = Vec::new();
-    for (sym, quality) in matches {
-        let Some(chunk) = chunk_of.get(&sym.id).and_then(|c| chunks.get(c)) else { continue };
-        if seen.insert(chunk.id) {
-            out.push((chunk.clone(), quality));
+    for (sym, quality) in &matches {
+        if let Some(&chunk) = chunk_of.get(&sym.id)
+            && seen.insert(chunk)
+        {
+            ranked.push((chunk, *quality));
         }
     }
-    Ok(out)
+    ranked.truncate(usize::try_from(k).unwrap_or(0));
+    let ids: Vec<i64> = ranked.iter().map(|(c, _)| *c).collect();
+    let mut chunks: HashMap<i64, ChunkView> =
+        store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
+    Ok(ranked.into_iter().filter_map(|(id, quality)| chunks.remove(&id).map(|c| (c, quality))).collect())
 }
 
 struct Fused {

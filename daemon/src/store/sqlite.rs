@@ -16,7 +16,6 @@
 //! expiry and ordering are string comparisons; Rust never formats a timestamp the database
 //! compares, except token expiry, which uses the same form.
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -200,6 +199,12 @@ macro_rules! execution_select {
 /// How much of the database file each reader maps into memory (SQLite's `mmap_size`): address
 /// space, not memory; the kernel's page cache backs it.
 const READER_MMAP_BYTES: i64 = 1 << 30;
+
+/// Rows a reader's worker thread may step ahead of the task reading them (sqlx's default is 50):
+/// with room for a whole answer, the worker finishes its query without waiting for the task to
+/// be polled, and the task wakes once rather than for every few rows.
+const READER_ROW_BUFFER: usize = 4096;
+
 /// Each reader's page cache (SQLite's `cache_size`; negative means KiB): 16 MiB.
 const READER_CACHE_KIB: i64 = -16 * 1024;
 
@@ -254,7 +259,8 @@ impl SqliteStore {
             .connect_with(
                 base.pragma("query_only", "ON")
                     .pragma("mmap_size", READER_MMAP_BYTES.to_string())
-                    .pragma("cache_size", READER_CACHE_KIB.to_string()),
+                    .pragma("cache_size", READER_CACHE_KIB.to_string())
+                    .row_buffer_size(READER_ROW_BUFFER),
             )
             .await
             .map_err(db_err)?;
@@ -309,13 +315,10 @@ impl SqliteStore {
 /// The SQL phases of a symbol search, each filling what the previous left.
 #[derive(Clone, Copy)]
 enum SymbolPhase {
-    Exact,
-    Prefix,
+    /// Exact matches of the name or qualified name first, then prefixes of either.
+    Leading,
     Substring,
 }
-
-/// A substring scan returning more rows than this falls back to one SQL top-N per word.
-const SUBSTRING_SCAN_CAP: i64 = 5_000;
 
 impl SqliteStore {
     /// Appends one phase's matches of `q` (ASCII-lowercased) to `out`, up to `limit` in all;
@@ -333,19 +336,31 @@ impl SqliteStore {
         if remaining <= 0 {
             return Ok(());
         }
+        // Words of three characters or more find their substring candidates in the trigram
+        // index (its Unicode case folding is a superset of LIKE's ASCII one, which decides).
+        let trigrams = q.chars().count() >= 3;
         let (condition, order) = match phase {
-            SymbolPhase::Exact => (
-                "(lower(s.name) = ?1 OR lower(s.qualified_name) = ?1)",
-                "(lower(s.name) = ?1) DESC, s.exported DESC, length(s.qualified_name), s.qualified_name",
-            ),
             // Every string with the prefix `q` sorts in [q, q + U+10FFFF), so prefix matching is
-            // an index range on lower(name).
-            SymbolPhase::Prefix => (
+            // an index range on lower(name); exact matches are the ranges' first rows. Exact
+            // matches come first (name before qualified name, exported, shorter qualified names),
+            // then prefixes (name before qualified name, exported, shorter names).
+            SymbolPhase::Leading => (
                 "((lower(s.name) >= ?1 AND lower(s.name) < ?2) \
                   OR (lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2))",
-                "(lower(s.name) >= ?1 AND lower(s.name) < ?2) DESC, s.exported DESC, length(s.name), s.name",
+                "(lower(s.name) = ?1 OR lower(s.qualified_name) = ?1) DESC, \
+                 (CASE WHEN lower(s.name) = ?1 OR lower(s.qualified_name) = ?1 THEN lower(s.name) = ?1 \
+                  ELSE lower(s.name) >= ?1 AND lower(s.name) < ?2 END) DESC, s.exported DESC, \
+                 (CASE WHEN lower(s.name) = ?1 OR lower(s.qualified_name) = ?1 THEN length(s.qualified_name) \
+                  ELSE length(s.name) END), \
+                 (CASE WHEN lower(s.name) = ?1 OR lower(s.qualified_name) = ?1 THEN s.qualified_name \
+                  ELSE s.name END)",
             ),
             // LIKE folds ASCII case as lower() does, at a third of the cost of instr(lower()).
+            SymbolPhase::Substring if trigrams => (
+                "s.id IN (SELECT rowid FROM symbols_trigram WHERE symbols_trigram MATCH ?9) \
+                 AND (s.name LIKE ?8 ESCAPE '\\' OR s.qualified_name LIKE ?8 ESCAPE '\\')",
+                "(s.name LIKE ?8 ESCAPE '\\') DESC, s.exported DESC, length(s.name), s.name",
+            ),
             SymbolPhase::Substring => (
                 "(s.name LIKE ?8 ESCAPE '\\' OR s.qualified_name LIKE ?8 ESCAPE '\\')",
                 "(s.name LIKE ?8 ESCAPE '\\') DESC, s.exported DESC, length(s.name), s.name",
@@ -359,7 +374,7 @@ impl SqliteStore {
             symbol_view_select!(),
             symbol_scope!("?3", "?4", "?7"),
         );
-        let rows = sqlx::query(&sql)
+        let mut query = sqlx::query(&sql)
             .bind(q)
             .bind(format!("{q}\u{10FFFF}"))
             .bind(json_list(&scope.project_ids))
@@ -367,52 +382,15 @@ impl SqliteStore {
             .bind(json_list(&seen))
             .bind(remaining)
             .bind(kinds(scope))
-            .bind(format!("%{}%", like_escape(q)))
-            .fetch_all(&self.reader)
-            .await
-            .map_err(db_err)?;
+            .bind(format!("%{}%", like_escape(q)));
+        if matches!(phase, SymbolPhase::Substring) && trigrams {
+            query = query.bind(format!("\"{}\"", q.replace('"', "\"\"")));
+        }
+        let rows = query.fetch_all(&self.reader).await.map_err(db_err)?;
         for row in &rows {
             out.push(symbol_view_from_row(row)?);
         }
         Ok(())
-    }
-
-    /// Every symbol in scope whose qualified name contains one of `words` (ASCII case folded),
-    /// in one query; `None` when more than [`SUBSTRING_SCAN_CAP`] match. The qualified name
-    /// ends with the name (the indexer builds it as `parent.name`), so it alone is tested.
-    /// Words of three characters or more are looked up in the trigram index (whose case
-    /// folding is Unicode's, a superset: [`substring_ranked`] applies the ASCII rule); a
-    /// shorter word means a LIKE scan.
-    async fn substring_scan(&self, words: &[&str], scope: &SearchScope) -> Result<Option<Vec<NameRow>>> {
-        let trigrams = words.iter().all(|w| w.chars().count() >= 3);
-        let condition = if trigrams {
-            "s.id IN (SELECT rowid FROM symbols_trigram WHERE symbols_trigram MATCH ?5)".to_string()
-        } else {
-            let likes: Vec<String> =
-                (0..words.len()).map(|n| format!("s.qualified_name LIKE ?{} ESCAPE '\\'", n + 5)).collect();
-            format!("({})", likes.join(" OR "))
-        };
-        let sql = format!(
-            "SELECT s.id, s.name, s.qualified_name, s.exported, f.path FROM symbols s \
-             JOIN files f ON f.id = s.file_id WHERE {condition} AND {} LIMIT ?4",
-            symbol_scope!("?1", "?2", "?3"),
-        );
-        let mut query = sqlx::query_as::<_, NameRow>(&sql)
-            .bind(json_list(&scope.project_ids))
-            .bind(languages(scope))
-            .bind(kinds(scope))
-            .bind(SUBSTRING_SCAN_CAP + 1);
-        if trigrams {
-            let terms: Vec<String> =
-                words.iter().map(|w| format!("\"{}\"", w.replace('"', "\"\""))).collect();
-            query = query.bind(terms.join(" OR "));
-        } else {
-            for w in words {
-                query = query.bind(format!("%{}%", like_escape(w)));
-            }
-        }
-        let rows = query.fetch_all(&self.reader).await.map_err(db_err)?;
-        Ok((rows.len() as i64 <= SUBSTRING_SCAN_CAP).then_some(rows))
     }
 
     /// Symbols by id (any order; unknown ids are skipped).
@@ -473,40 +451,6 @@ impl SqliteStore {
         out.extend(fuzzy.rank(candidates, remaining as usize));
         Ok(())
     }
-}
-
-/// The substring matches of `q` among `all` that `taken` does not hold, in the substring phase's
-/// order (name matches first, exported first, shorter names, then name, path and id); at most
-/// `limit`.
-fn substring_ranked(q: &str, all: &[NameRow], taken: &[SymbolView], limit: usize) -> Vec<i64> {
-    let taken: HashSet<i64> = taken.iter().map(|s| s.id).collect();
-    let mut hits: Vec<(bool, &NameRow)> = all
-        .iter()
-        .filter(|s| !taken.contains(&s.id))
-        .filter_map(|s| {
-            let in_name = s.name.to_ascii_lowercase().contains(q);
-            (in_name || s.qualified_name.to_ascii_lowercase().contains(q)).then_some((in_name, s))
-        })
-        .collect();
-    hits.sort_by(|(an, a), (bn, b)| {
-        bn.cmp(an)
-            .then(b.exported.cmp(&a.exported))
-            .then(a.name.chars().count().cmp(&b.name.chars().count()))
-            .then_with(|| a.name.cmp(&b.name))
-            .then_with(|| a.path.cmp(&b.path))
-            .then(a.id.cmp(&b.id))
-    });
-    hits.into_iter().take(limit).map(|(_, s)| s.id).collect()
-}
-
-/// What ranking a substring match needs of a symbol.
-#[derive(sqlx::FromRow)]
-struct NameRow {
-    id: i64,
-    name: String,
-    qualified_name: String,
-    exported: bool,
-    path: String,
 }
 
 #[async_trait]
@@ -1401,51 +1345,16 @@ impl Store for SqliteStore {
         if scope.project_ids.is_empty() || limit <= 0 {
             return Ok(vec![Vec::new(); qs.len()]);
         }
-        // Exact and prefix matches (index lookups), the words at once on separate readers.
-        let mut outs = futures::future::try_join_all(qs.iter().map(|q| async move {
+        // The words at once on separate readers; each word's phases in turn, each only while
+        // the word is short of `limit`: exact and prefix matches (index ranges), substrings
+        // (the trigram index), then typos.
+        futures::future::try_join_all(qs.iter().map(|q| async move {
             let mut out = Vec::new();
             if !q.is_empty() {
-                for phase in [SymbolPhase::Exact, SymbolPhase::Prefix] {
+                for phase in [SymbolPhase::Leading, SymbolPhase::Substring] {
                     self.symbol_phase(q, phase, scope, limit, &mut out).await?;
                 }
             }
-            Ok::<_, StoreError>(out)
-        }))
-        .await?;
-        // Substring matches: one scan of the names for all the words still short of `limit`,
-        // ordered here as the per-word SQL would order them.
-        let short: Vec<usize> =
-            (0..qs.len()).filter(|&i| !qs[i].is_empty() && (outs[i].len() as i64) < limit).collect();
-        if !short.is_empty() {
-            match self
-                .substring_scan(&short.iter().map(|&i| qs[i].as_str()).collect::<Vec<_>>(), scope)
-                .await?
-            {
-                Some(all) => {
-                    let picked: Vec<(usize, Vec<i64>)> = short
-                        .iter()
-                        .map(|&i| {
-                            let remaining = (limit as usize).saturating_sub(outs[i].len());
-                            (i, substring_ranked(&qs[i], &all, &outs[i], remaining))
-                        })
-                        .collect();
-                    // Whole rows only for the matches kept, in one query for every word.
-                    let ids: Vec<i64> = picked.iter().flat_map(|(_, ids)| ids.iter().copied()).collect();
-                    let views: HashMap<i64, SymbolView> =
-                        self.symbol_views(&ids).await?.into_iter().map(|v| (v.id, v)).collect();
-                    for (i, ids) in picked {
-                        outs[i].extend(ids.iter().filter_map(|id| views.get(id).cloned()));
-                    }
-                }
-                None => {
-                    for &i in &short {
-                        self.symbol_phase(&qs[i], SymbolPhase::Substring, scope, limit, &mut outs[i]).await?;
-                    }
-                }
-            }
-        }
-        // Typos, the words at once.
-        futures::future::try_join_all(qs.iter().zip(outs).map(|(q, mut out)| async move {
             self.fuzzy_phase(q, scope, limit, &mut out).await?;
             Ok::<_, StoreError>(out)
         }))

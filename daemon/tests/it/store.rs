@@ -1500,10 +1500,10 @@ async fn sqlite_symbol_trigrams_stay_in_sync() {
     assert_eq!(check().await, (0, 0));
 }
 
-/// Substring matches come in the same order whether the store ranks them itself (few matches)
-/// or, past its cap of matches for one query, lets SQL rank each word's.
+/// Substring matches come in the same order whether the trigram index finds them (words of three
+/// characters or more) or a scan of every name does (shorter words), with few or many matches.
 #[tokio::test]
-async fn sqlite_substring_matches_rank_alike_past_the_cap() {
+async fn sqlite_substring_matches_rank_alike_with_and_without_trigrams() {
     let (_dir, store) = sqlite_store().await;
     let p = project(&store, "many").await;
     let names = |r: Vec<semdex::store::SymbolView>| r.into_iter().map(|s| s.name).collect::<Vec<_>>();
