@@ -1,6 +1,8 @@
-//! Vector search benchmark (issue 5): the local HNSW (hnsw_rs), pgvector's `halfvec` HNSW
-//! through `PgStore::dense_search`, and brute force in f32 (`ExactIndex`, also the ground
-//! truth), on generated clustered unit vectors. Prints markdown tables; the written result is
+//! Vector search benchmark (issue 5): the local HNSW (built by hnsw_rs, searched by semdex's
+//! flat walk, and again by hnsw_rs's own walk for comparison), pgvector's `halfvec` HNSW through
+//! `PgStore::dense_search`, and brute force in f32 (`ExactIndex`, also the ground truth), on
+//! generated clustered unit vectors; then the time of inserting 1 and 300 more vectors into the
+//! built local index. Prints markdown tables; the written result is
 //! `benches/results/vector.md`.
 //!
 //! Run: `cargo bench -p semdex-benches --bench vector`. Environment:
