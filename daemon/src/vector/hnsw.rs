@@ -28,6 +28,20 @@
 //!   and the scores of the results are those of the vectors to f16 precision (relative error
 //!   about 5e-4 per component), the precision pgvector's `halfvec` index works at.
 //!
+//! # The walk: hnsw_rs builds, semdex searches
+//!
+//! hnsw_rs builds the graph (construction quality is its own), but a search walks a copy:
+//! after a build, a load or an insert batch the links are copied into slot-numbered arrays
+//! ([`FlatGraph`](crate::vector::flat::FlatGraph), about 130 bytes per point at `m = 16`), and
+//! the codes live in one contiguous array in slot order (`Inner::codes`) beside hnsw_rs's own
+//! copy inside its points. The walk is memory-bound, and hnsw_rs's costs a cache miss per
+//! candidate in its own bookkeeping; ours marks visits in a per-thread array and prefetches
+//! the next candidate's code while scoring the current one, which about doubles the searches per
+//! second at equal recall (`benches/results/vector.md`). Copying the links chases a pointer per
+//! link, too much for every small insert: up to [`FLAT_DELTA_MAX`] slots inserted since
+//! the last copy are scored one by one on every search, and a batch that takes the count past it
+//! copies the graph again. [`Walk::HnswRs`] keeps hnsw_rs's walk available to compare.
+//!
 //! hnsw_rs's own `DistDot` is not used: without the `simdeez_f` feature it is a scalar fold, and
 //! it asserts `1 - dot >= 0`, which rounding breaks for two identical unit vectors (duplicate
 //! chunks are common in code), panicking inside an insert.
@@ -47,12 +61,13 @@
 //!
 //! # Memory per vector
 //!
-//! The 8-bit code inside hnsw_rs's point (`D + 4` bytes) and the f16 row (`2 * D` bytes). On top
-//! of them: the point itself (about 450 bytes: 16 per-layer neighbour lists and their lock), the
+//! The 8-bit code twice (`D + 4` bytes inside hnsw_rs's point, which its inserts read, and the
+//! same again in `Inner::codes` for the flat walk) and the f16 row (`2 * D` bytes). On top of
+//! them: the point itself (about 450 bytes: 16 per-layer neighbour lists and their lock), the
 //! links (each a separate `Arc` allocation of about 48 bytes with the allocator's header, plus an
 //! 8-byte pointer in a list whose capacity can reach twice its length; up to `2 * m` links on
-//! layer 0), and our slot tables (about 40 bytes). Roughly `3 * D + 3 KiB` at `m = 16`: about
-//! 12 KB per 3072-dimension vector (see `benches/results/vector.md` for the measured figure).
+//! layer 0), their flat copy (4 bytes a link and 4 a point), and our slot tables (about 40
+//! bytes). Roughly `4 * D + 3 KiB` at `m = 16`: about 15 KB per 3072-dimension vector (see `benches/results/vector.md` for the measured figure).
 //! Building or compacting also holds a transient copy of one batch ([`BUILD_BATCH`]).
 //!
 //! # Persistence
@@ -85,6 +100,7 @@ use hnsw_rs::prelude::{AnnT, Distance, FilterT, Hnsw, HnswIo};
 use serde::{Deserialize, Serialize};
 
 use crate::vector::exact::TopK;
+use crate::vector::flat::{FlatGraph, Scored};
 use crate::vector::{self, VectorError, VectorHit};
 
 /// hnsw_rs's fixed number of layers. Its dump writes this many neighbour lists per point but
@@ -114,6 +130,12 @@ const IDS_MAGIC: &[u8; 8] = b"SDXIDS01";
 const ROWS_MAGIC: &[u8; 8] = b"SDXF1601";
 /// Bytes appended to each 8-bit code: the f32 scale, little-endian.
 const SCALE_BYTES: usize = 4;
+
+/// Slots inserted since the graph was last copied into [`FlatGraph`] are scored one by one on
+/// every search until there are more than this many; then the copy is redone (see
+/// `benches/results/vector.md` for its cost). Scoring 256 codes costs a search about as much as
+/// a few dozen graph hops.
+const FLAT_DELTA_MAX: usize = 256;
 
 /// HNSW build and search parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,12 +239,27 @@ impl Distance<i8> for QuantDot {
 
 type Graph = Hnsw<'static, i8, QuantDot>;
 
+/// Which graph walk a search uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Walk {
+    /// semdex's own walk over [`FlatGraph`] and the contiguous codes: the default.
+    Flat,
+    /// hnsw_rs's `search_filter`, kept to compare against (`benches/benches/vector.rs`).
+    HnswRs,
+}
+
 /// Everything behind the lock.
 struct Inner {
     graph: Graph,
     dims: usize,
     /// The f16 unit vector of each slot, `dims` values per slot, in slot order.
     rows: Vec<f16>,
+    /// The 8-bit code of each slot ([`quantize`]), `dims + SCALE_BYTES` values per slot, in
+    /// slot order: the flat walk's copy (hnsw_rs keeps its own inside its points for
+    /// construction, each in a separate allocation).
+    codes: Vec<i8>,
+    /// The graph's links as of its last copy; slots from `flat.len()` on are not in it yet.
+    flat: FlatGraph,
     /// Embedding id of each slot.
     ids: Vec<i64>,
     /// Whether each slot is live (not a tombstone).
@@ -238,6 +275,8 @@ impl Inner {
             graph: Hnsw::new(params.m, params.max_elements.max(1), LAYERS, params.ef_construction, QuantDot),
             dims,
             rows: Vec::new(),
+            codes: Vec::new(),
+            flat: FlatGraph::default(),
             ids: Vec::new(),
             live: Vec::new(),
             slot_of: HashMap::new(),
@@ -259,6 +298,23 @@ impl Inner {
         self.rows.get(slot * self.dims..(slot + 1) * self.dims)
     }
 
+    /// The 8-bit code of `slot`.
+    fn code(&self, slot: usize) -> &[i8] {
+        let len = self.dims + SCALE_BYTES;
+        self.codes.get(slot * len..(slot + 1) * len).unwrap_or_default()
+    }
+
+    /// Copies hnsw_rs's graph into [`FlatGraph`] again when more than [`FLAT_DELTA_MAX`] slots
+    /// are missing from the copy, or always with `force`.
+    fn refresh_flat(&mut self, force: bool) {
+        let behind = self.slots() - self.flat.len().min(self.slots());
+        if behind > 0 && (force || behind > FLAT_DELTA_MAX) {
+            let started = std::time::Instant::now();
+            self.flat = FlatGraph::from_hnsw(&self.graph);
+            tracing::debug!(slots = self.slots(), elapsed = ?started.elapsed(), "hnsw graph flattened");
+        }
+    }
+
     /// The score of `slot` against a unit query: the inner product with its f16 row, clamped to
     /// the cosine's range (the f16 rounding can take a vector's product with itself just past 1).
     fn score(&self, query: &[f32], slot: usize) -> Option<f32> {
@@ -278,6 +334,10 @@ impl Inner {
         }
         let base = self.slots();
         let codes: Vec<Vec<i8>> = batch.iter().map(|(_, v)| quantize(v)).collect();
+        self.codes.reserve(codes.len() * (self.dims + SCALE_BYTES));
+        for code in &codes {
+            self.codes.extend_from_slice(code);
+        }
         let data: Vec<(&[i8], usize)> =
             codes.iter().enumerate().map(|(i, c)| (c.as_slice(), base + i)).collect();
         if data.len() >= PARALLEL_MIN {
@@ -329,7 +389,9 @@ impl Inner {
 
     /// One graph walk returning at most `k` live, allowed hits, rescored from the f16 rows so
     /// order and scores match the exact path bit for bit. With `filter_inside`, the allowed set
-    /// filters hnsw_rs's walk itself; otherwise everything is filtered afterwards.
+    /// filters the walk itself (rejected points are walked through, not returned); otherwise
+    /// everything is filtered afterwards.
+    #[allow(clippy::too_many_arguments)]
     fn walk(
         &self,
         query: &[f32],
@@ -338,18 +400,23 @@ impl Inner {
         ef: usize,
         allowed: Option<&HashSet<i64>>,
         filter_inside: bool,
+        how: Walk,
     ) -> Vec<VectorHit> {
         let keep = |slot: &usize| {
             self.is_live(*slot)
                 && allowed.is_none_or(|a| self.ids.get(*slot).is_some_and(|id| a.contains(id)))
         };
-        let filter: Option<&dyn FilterT> = if filter_inside { Some(&keep) } else { None };
         // Asking for `ef` results costs nothing extra: the walk fills an `ef`-wide list anyway,
         // and the surplus makes up for tombstones and filtered-out ids among the nearest.
-        let neighbours = self.graph.search_filter(code, ef, ef, filter);
+        let slots: Vec<usize> = match how {
+            Walk::Flat => self.flat_walk(code, ef, filter_inside.then_some(&keep)),
+            Walk::HnswRs => {
+                let filter: Option<&dyn FilterT> = if filter_inside { Some(&keep) } else { None };
+                self.graph.search_filter(code, ef, ef, filter).into_iter().map(|n| n.d_id).collect()
+            }
+        };
         let mut top = TopK::new(k);
-        for n in neighbours {
-            let slot = n.d_id;
+        for slot in slots {
             if keep(&slot)
                 && let Some(score) = self.score(query, slot)
             {
@@ -357,6 +424,27 @@ impl Inner {
             }
         }
         top.into_hits()
+    }
+
+    /// The `ef` slots nearest to `code` by [`QuantDot`] that the walk of [`FlatGraph`] finds,
+    /// with the slots inserted since its last copy scored one by one, nearest first.
+    fn flat_walk(&self, code: &[i8], ef: usize, keep: Option<&dyn Fn(&usize) -> bool>) -> Vec<usize> {
+        let distance = |slot: u32| QuantDot.eval(code, self.code(slot as usize));
+        let prefetch = |slot: u32| vector::prefetch(self.code(slot as usize));
+        let keep_slot = keep.map(|k| move |slot: u32| k(&(slot as usize)));
+        let keep_dyn: Option<&dyn Fn(u32) -> bool> = keep_slot.as_ref().map(|k| k as &dyn Fn(u32) -> bool);
+        let mut found = self.flat.search(ef, distance, prefetch, keep_dyn);
+        let covered = self.flat.len().min(self.slots());
+        if covered < self.slots() {
+            for slot in covered..self.slots() {
+                if keep.is_none_or(|k| k(&slot)) {
+                    found.push(Scored { distance: QuantDot.eval(code, self.code(slot)), slot: slot as u32 });
+                }
+            }
+            found.sort_unstable();
+            found.truncate(ef);
+        }
+        found.into_iter().map(|s| s.slot as usize).collect()
     }
 }
 
@@ -417,10 +505,11 @@ impl HnswIndex {
         for item in items {
             batch.push(item);
             if batch.len() == BUILD_BATCH {
-                index.insert_batch(batch.drain(..))?;
+                index.insert_units(batch.drain(..), false)?;
             }
         }
-        index.insert_batch(batch)?;
+        index.insert_units(batch, false)?;
+        index.write().refresh_flat(true);
         Ok(index)
     }
 
@@ -483,12 +572,26 @@ impl HnswIndex {
         I: IntoIterator<Item = (i64, V)>,
         V: AsRef<[f32]>,
     {
+        self.insert_units(items, true)
+    }
+
+    /// [`HnswIndex::insert_batch`]; `refresh` brings the flat copy of the graph up to date when
+    /// it has fallen too far behind (a build does it once at the end instead).
+    fn insert_units<I, V>(&self, items: I, refresh: bool) -> vector::Result<()>
+    where
+        I: IntoIterator<Item = (i64, V)>,
+        V: AsRef<[f32]>,
+    {
         let mut batch = items
             .into_iter()
             .map(|(id, v)| Ok((id, vector::unit(v.as_ref(), self.dims)?)))
             .collect::<vector::Result<Vec<_>>>()?;
         dedup_last_wins(&mut batch);
-        self.write().insert_unit(batch);
+        let mut inner = self.write();
+        inner.insert_unit(batch);
+        if refresh {
+            inner.refresh_flat(false);
+        }
         Ok(())
     }
 
@@ -528,6 +631,19 @@ impl HnswIndex {
         ef: Option<usize>,
         allowed: Option<&HashSet<i64>>,
     ) -> vector::Result<Vec<VectorHit>> {
+        self.search_with(query, k, ef, allowed, Walk::Flat)
+    }
+
+    /// [`HnswIndex::search`] with a choice of graph walk, to compare semdex's own walk with
+    /// hnsw_rs's on the same graph.
+    pub fn search_with(
+        &self,
+        query: &[f32],
+        k: usize,
+        ef: Option<usize>,
+        allowed: Option<&HashSet<i64>>,
+        how: Walk,
+    ) -> vector::Result<Vec<VectorHit>> {
         let query = vector::unit(query, self.dims)?;
         let inner = self.read();
         if k == 0 || inner.slot_of.is_empty() {
@@ -551,14 +667,14 @@ impl HnswIndex {
         let post_filter = share >= POST_FILTER_SHARE;
         let first_ef = if post_filter { (ef as f64 / share).ceil() as usize } else { ef };
         let code = quantize(&query);
-        let hits = inner.walk(&query, &code, k, first_ef, allowed, !post_filter);
+        let hits = inner.walk(&query, &code, k, first_ef, allowed, !post_filter, how);
         if hits.len() >= k || hits.len() >= available() {
             return Ok(hits);
         }
         // Tombstones, or allowed ids missing from the index, cut the candidates short: walk
         // wider, filtering inside when there is an allowed set, then be exact.
         let wider = ef.saturating_mul(4).min(inner.slots().max(ef));
-        let hits = inner.walk(&query, &code, k, wider, allowed, allowed.is_some());
+        let hits = inner.walk(&query, &code, k, wider, allowed, allowed.is_some(), how);
         if hits.len() >= k || hits.len() >= available() {
             return Ok(hits);
         }
@@ -582,6 +698,7 @@ impl HnswIndex {
                 .collect();
             fresh.write().insert_unit(batch);
         }
+        fresh.write().refresh_flat(true);
         *fresh.generation.lock().unwrap_or_else(|e| e.into_inner()) = self.generation();
         Ok(fresh)
     }
@@ -752,7 +869,12 @@ impl HnswIndex {
                 // hnsw_rs's loader turns candidate extension on, unlike `Hnsw::new`; later
                 // inserts should build the graph the same way as before the save.
                 graph.set_extend_candidates(false);
+                let Some(codes) = codes_of(&graph, dims + SCALE_BYTES) else {
+                    return reject("graph points are not the slots");
+                };
                 inner.graph = graph;
+                inner.codes = codes;
+                inner.refresh_flat(true);
             }
             inner.rows = rows;
             for (slot, (&id, &is_live)) in ids.iter().zip(&live).enumerate() {
@@ -792,6 +914,27 @@ fn dedup_last_wins(batch: &mut Vec<(i64, Vec<f32>)>) {
     keep.reverse();
     let mut flags = keep.into_iter();
     batch.retain(|_| flags.next().unwrap_or(true));
+}
+
+/// The codes of `graph`'s points in slot order, `len` values each; `None` unless the points'
+/// data ids are exactly the slots `0..n` and every code has `len` values.
+fn codes_of(graph: &Graph, len: usize) -> Option<Vec<i8>> {
+    let points = graph.get_point_indexation().get_nb_point();
+    let mut codes = vec![0i8; points * len];
+    let mut seen = vec![false; points];
+    for point in graph.get_point_indexation() {
+        let slot = point.get_origin_id();
+        let (Some(target), Some(seen)) = (codes.get_mut(slot * len..(slot + 1) * len), seen.get_mut(slot))
+        else {
+            return None;
+        };
+        if point.get_v().len() != len || *seen {
+            return None;
+        }
+        target.copy_from_slice(point.get_v());
+        *seen = true;
+    }
+    seen.iter().all(|s| *s).then_some(codes)
 }
 
 /// Loads hnsw_rs's dump `dir/base.hnsw.{graph,data}`; `None` if hnsw_rs fails or panics.
@@ -1072,6 +1215,135 @@ mod tests {
         }
         let hits = index.search(&v, 5, None, None).expect("search");
         assert_eq!(hits.iter().map(|h| h.id).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    }
+
+    /// Unit vectors around `clusters` random centres, seeded.
+    fn clustered(seed: u64, n: usize, dims: usize, clusters: usize) -> Vec<Vec<f32>> {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut normal = move || {
+            let (u1, u2) = (1.0 - rng.f64(), rng.f64());
+            ((-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()) as f32
+        };
+        let centres: Vec<Vec<f32>> = (0..clusters).map(|_| (0..dims).map(|_| normal()).collect()).collect();
+        let sigma = 0.8 / (dims as f32).sqrt() * centres[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+        (0..n)
+            .map(|i| {
+                let v: Vec<f32> = centres[i % clusters].iter().map(|x| x + sigma * normal()).collect();
+                vector::unit(&v, dims).expect("unit")
+            })
+            .collect()
+    }
+
+    /// A test index of `vectors` under ids `10 * slot`, and its exact top-k per query.
+    fn index_of(vectors: &[Vec<f32>], params: HnswParams) -> HnswIndex {
+        let dims = vectors[0].len();
+        HnswIndex::build("m", dims, params, vectors.iter().enumerate().map(|(i, v)| (10 * i as i64, v)))
+            .expect("build")
+    }
+
+    fn test_params() -> HnswParams {
+        HnswParams { ef_construction: 64, ..HnswParams::default() }
+    }
+
+    fn recall_of(index: &HnswIndex, queries: &[Vec<f32>], k: usize, ef: usize, how: Walk) -> f64 {
+        let mut found = 0;
+        for q in queries {
+            let truth: HashSet<i64> = index.read().exact(q, k, None).iter().map(|h| h.id).collect();
+            let got = index.search_with(q, k, Some(ef), None, how).expect("search");
+            found += got.iter().filter(|h| truth.contains(&h.id)).count();
+        }
+        found as f64 / (k * queries.len()) as f64
+    }
+
+    #[test]
+    fn flat_walk_recalls_like_the_hnsw_rs_walk() {
+        // The last 100 vectors, from the same clusters, are the queries.
+        let vectors = clustered(7, 3100, 48, 30);
+        let (vectors, queries) = vectors.split_at(3000);
+        let index = index_of(vectors, test_params());
+        {
+            let inner = index.read();
+            assert_eq!(inner.flat.len(), 3000, "the build ends with a flat copy of the whole graph");
+            assert!(inner.flat.link_count() >= 3000 * 8, "{}", inner.flat.link_count());
+        }
+        let flat = recall_of(&index, queries, 10, 40, Walk::Flat);
+        let theirs = recall_of(&index, queries, 10, 40, Walk::HnswRs);
+        assert!(flat >= 0.95, "flat walk recall@10 {flat:.3} (hnsw_rs walk {theirs:.3})");
+        assert!(flat >= theirs - 0.02, "flat walk recall@10 {flat:.3} against hnsw_rs walk {theirs:.3}");
+        // Both rescore from the same rows: a hit found by both walks has the same score.
+        for q in queries {
+            let a = index.search_with(q, 10, Some(100), None, Walk::Flat).expect("flat");
+            let b = index.search_with(q, 10, Some(100), None, Walk::HnswRs).expect("hnsw_rs");
+            for hit in &a {
+                if let Some(other) = b.iter().find(|h| h.id == hit.id) {
+                    assert_eq!(hit.score.to_bits(), other.score.to_bits());
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn inserts_after_the_flat_copy_are_found() {
+        let vectors = clustered(9, 2000, 32, 20);
+        let index = index_of(&vectors[..1000], test_params());
+        let find_self = |i: usize| {
+            let hits = index.search(&vectors[i], 1, Some(40), None).expect("search");
+            hits.first().map(|h| h.id) == Some(10 * i as i64)
+        };
+        // A few at a time stay outside the flat copy, scored one by one.
+        for (i, v) in vectors.iter().enumerate().take(1010).skip(1000) {
+            index.insert(10 * i as i64, v).expect("insert");
+        }
+        assert_eq!(index.read().flat.len(), 1000);
+        assert!((1000..1010).all(find_self));
+        // Past FLAT_DELTA_MAX the graph is copied again.
+        index.insert_batch((1010..2000).map(|i| (10 * i as i64, &vectors[i]))).expect("insert batch");
+        assert_eq!(index.read().flat.len(), 2000);
+        let found = (0..2000).filter(|&i| find_self(i)).count();
+        assert!(found >= 1990, "{found} of 2000 points found themselves");
+    }
+
+    #[test]
+    fn tombstones_never_come_back_from_the_flat_walk() {
+        let vectors = clustered(11, 2000, 32, 20);
+        let index = index_of(&vectors, test_params());
+        let removed: HashSet<i64> = (0..2000).filter(|i| i % 3 == 0).map(|i| 10 * i as i64).collect();
+        for id in &removed {
+            assert!(index.remove(*id));
+        }
+        // A replaced vector leaves a tombstone too; its new slot is outside the flat copy.
+        index.insert(10, &vectors[3]).expect("replace");
+        for q in vectors.iter().step_by(7) {
+            let hits = index.search(q, 10, Some(40), None).expect("search");
+            assert_eq!(hits.len(), 10);
+            assert!(hits.iter().all(|h| !removed.contains(&h.id)), "{hits:?}");
+        }
+        let hits = index.search(&vectors[3], 10, Some(40), None).expect("search");
+        assert_eq!(hits.iter().filter(|h| h.id == 10).count(), 1, "{hits:?}");
+    }
+
+    #[test]
+    fn narrow_filters_apply_inside_the_flat_walk() {
+        let vectors = clustered(13, 3000, 32, 30);
+        // No exact scans, so a fifth of the points goes through the graph, filtered inside.
+        let params = HnswParams { exact_below: 0, exact_fraction: 0.0, ..test_params() };
+        let index = index_of(&vectors, params);
+        let allowed: HashSet<i64> = (0..3000).filter(|i| i % 5 == 1).map(|i| 10 * i as i64).collect();
+        let inner = index.read();
+        let mut found = 0;
+        for q in vectors.iter().step_by(30) {
+            let code = quantize(q);
+            let inside = inner.walk(q, &code, 10, 40, Some(&allowed), true, Walk::Flat);
+            assert_eq!(inside.len(), 10);
+            assert!(inside.iter().all(|h| allowed.contains(&h.id)), "{inside:?}");
+            let truth: HashSet<i64> = inner.exact(q, 10, Some(&allowed)).iter().map(|h| h.id).collect();
+            found += inside.iter().filter(|h| truth.contains(&h.id)).count();
+        }
+        let recall = found as f64 / 1000.0;
+        assert!(recall >= 0.9, "filtered recall@10 {recall:.3}");
+        drop(inner);
+        let hits = index.search(&vectors[6], 10, None, Some(&allowed)).expect("search");
+        assert_eq!(hits.first().map(|h| h.id), Some(60), "an allowed point finds itself");
     }
 
     #[test]

@@ -1,15 +1,16 @@
-//! Vector indexes: the local HNSW on hnsw_rs (`hnsw.rs`), exact search (`exact.rs`), and
-//! pgvector queries (`pgvector.rs`). Ids are the store's embedding row ids; vectors are unit
-//! length so inner product is cosine similarity.
+//! Vector indexes: the local HNSW on hnsw_rs (`hnsw.rs`, searched through `flat.rs`), exact
+//! search (`exact.rs`), and pgvector queries (`pgvector.rs`). Ids are the store's embedding row
+//! ids; vectors are unit length so inner product is cosine similarity.
 
 mod exact;
+mod flat;
 mod hnsw;
 mod local;
 
 use std::path::PathBuf;
 
 pub use self::exact::ExactIndex;
-pub use self::hnsw::{Extent, HnswIndex, HnswParams, SearchPath};
+pub use self::hnsw::{Extent, HnswIndex, HnswParams, SearchPath, Walk};
 pub use self::local::{LocalVectorError, LocalVectors, SyncOutcome};
 
 /// A nearest-neighbour hit: embedding id and cosine similarity (higher is better).
@@ -97,13 +98,24 @@ pub(crate) fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
     dot_i8_portable(a, b)
 }
 
+/// Asks the CPU to start loading `bytes` into its caches (all levels), so a read that follows
+/// soon finds them there. A hint only: it changes no value, and does nothing off x86-64.
+#[inline(always)]
+pub(crate) fn prefetch(bytes: &[i8]) {
+    #[cfg(target_arch = "x86_64")]
+    simd::prefetch(bytes);
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
 /// Run-time selection of the vector kernels' instruction set.
 ///
 /// The workspace builds for baseline x86-64, whose vectors are 128 bits wide (SSE2). The same
 /// portable kernels compiled with AVX2 work on 256 bits at a time and, for `i8`, sign-extend and
 /// multiply-add in two instructions instead of about seven: the distance computations of an HNSW
 /// walk run about 3x faster. The CPU is asked once (the standard library caches the answer) and
-/// the AVX2 copies are called only when it has AVX2.
+/// the AVX2 copies are called only when it has AVX2. The module also holds the prefetch hint of
+/// the HNSW walk ([`prefetch`]), the other intrinsic that needs `unsafe`.
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod simd {
@@ -131,6 +143,17 @@ mod simd {
         }
         // SAFETY: as in `dot_avx2`.
         unsafe { kernel(a, b) }
+    }
+
+    /// One prefetch instruction per 64-byte cache line of `bytes` (SSE, part of every x86-64).
+    #[inline(always)]
+    pub(super) fn prefetch(bytes: &[i8]) {
+        use std::arch::x86_64::{_MM_HINT_T0, _mm_prefetch};
+        for line in bytes.chunks(64) {
+            // SAFETY: a prefetch reads nothing the program can observe and cannot fault, whatever
+            // the address; here it is the start of a line inside a live slice anyway.
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line.as_ptr()) }
+        }
     }
 }
 
