@@ -438,6 +438,9 @@ enum ChunkWrite {
     /// One binary COPY per file, likewise: what `replace_file` did for every file before it
     /// wrote small ones with `unnest`.
     Copy,
+    /// One `INSERT ... SELECT FROM unnest(...)` of arrays per file, the tsvectors bound as a
+    /// `tsvector[]` (null for a document left to the server).
+    Unnest,
 }
 
 /// The tsvectors of a file's chunks, as the store computes them (the bench's documents are all
@@ -560,6 +563,40 @@ async fn pg_load_replicated(
                         .await?;
                 }
             }
+            ChunkWrite::Unnest => {
+                let c = &write.chunks;
+                sqlx::query(
+                    "INSERT INTO chunks (file_id, project_id, commit_sha, index_run_id, ordinal, content, content_hash, \
+                     start_line, end_line, start_byte, end_byte, symbol_path, kind, language, token_count, lexical, \
+                     lexical_tsv) \
+                     SELECT $1, $2, $3, $4, u.ordinal, u.content, u.content_hash, u.start_line, u.end_line, u.start_byte, \
+                            u.end_byte, u.symbol_path, u.kind, u.language, u.token_count, u.lexical, \
+                            coalesce(u.tsv, semdex_lexical_tsvector(u.lexical)) \
+                     FROM unnest($5::int4[], $6::text[], $7::text[], $8::int4[], $9::int4[], $10::int8[], $11::int8[], \
+                                 $12::text[], $13::text[], $14::text[], $15::int4[], $16::text[], $17::tsvector[]) \
+                          AS u(ordinal, content, content_hash, start_line, end_line, start_byte, end_byte, symbol_path, \
+                               kind, language, token_count, lexical, tsv)",
+                )
+                .bind(file_id)
+                .bind(project_id)
+                .bind(COMMIT)
+                .bind(None::<i64>)
+                .bind(c.iter().map(|c| c.ordinal).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.content.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.content_hash.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.start_line).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.end_line).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.start_byte).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.end_byte).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.symbol_path.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.language.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.token_count).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.lexical.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| LexicalTsvector::new(&c.lexical)).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+            }
             ChunkWrite::Copy => {
                 let tsvs = tsvectors(write)?;
                 let mut copy = tx
@@ -628,6 +665,8 @@ enum ChunkPath {
     InsertMultiRow,
     /// Baseline: `replace_file`'s statements with one binary COPY per file.
     Copy,
+    /// Diagnosis: `replace_file`'s statements with one unnest INSERT of arrays per file.
+    Unnest,
     /// Diagnosis: the server's floor for the chunk rows: every file written first (untimed), then
     /// every chunk in one binary COPY, one transaction.
     OneCopy,
@@ -692,6 +731,8 @@ enum VectorPath {
     InsertOneRow,
     /// Baseline: one multi-row parameterised INSERT per batch.
     InsertMultiRow,
+    /// Diagnosis: `put_embeddings`' own unnest INSERT on one connection (no pool, no cache).
+    Unnest,
 }
 
 /// Registers the model (which creates its partial HNSW index) and, unless `keep_hnsw`, drops
@@ -748,6 +789,20 @@ async fn pg_load_vectors(
                 copy.send(copy_vectors(model_id, &rows)).await?;
                 copy.finish().await?;
                 tx.commit().await?;
+            }
+            VectorPath::Unnest => {
+                sqlx::query(
+                    "INSERT INTO embeddings (model_id, content_hash, embedding, input_mode) \
+                     SELECT $1, u.content_hash, u.embedding, u.input_mode \
+                     FROM unnest($2::text[], $3::vector[], $4::text[]) AS u(content_hash, embedding, input_mode) \
+                     ON CONFLICT (model_id, content_hash) DO NOTHING",
+                )
+                .bind(model_id)
+                .bind(rows.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|(_, v)| pgvector::Vector::from(v.clone())).collect::<Vec<_>>())
+                .bind(vec!["whole"; rows.len()])
+                .execute(&mut *conn)
+                .await?;
             }
             VectorPath::DirectCopy => {
                 let mut tx = conn.begin().await?;
@@ -833,11 +888,12 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
     // Chunks: the store's path against one-row INSERT, multi-row INSERT and binary COPY per file,
     // then diagnoses. (`fastupdate = off` and a 32 MB `gin_pending_list_limit` on the GIN index
     // were measured with `ChunkPath::StoreAfter` too and did not help: see store.md.)
-    let chunk_runs: [(&str, ChunkPath); 7] = [
+    let chunk_runs: [(&str, ChunkPath); 8] = [
         ("replace_file (the store's path)", ChunkPath::Store),
         ("INSERT, one row per statement", ChunkPath::InsertOneRow),
         ("INSERT, one multi-row statement per file", ChunkPath::InsertMultiRow),
         ("binary COPY, one per file (replace_file before this change)", ChunkPath::Copy),
+        ("diagnosis: INSERT ... SELECT FROM unnest(arrays), one per file", ChunkPath::Unnest),
         ("replace_file again, last of the section", ChunkPath::Store),
         (
             "diagnosis: replace_file, lexical_tsv's GIN index dropped",
@@ -863,6 +919,7 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
                 pg_load_replicated(&mut conn, project_id, data, ChunkWrite::InsertMultiRow).await?
             }
             ChunkPath::Copy => pg_load_replicated(&mut conn, project_id, data, ChunkWrite::Copy).await?,
+            ChunkPath::Unnest => pg_load_replicated(&mut conn, project_id, data, ChunkWrite::Unnest).await?,
             ChunkPath::OneCopy => pg_load_one_copy(&mut conn, project_id, data).await?,
         };
         let elapsed = loaded + pg_flush_gin(&mut conn).await?;
@@ -893,7 +950,7 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
 
     // Vectors without the model's HNSW index, then a small load with it.
     let n = data.chunks;
-    let vector_runs: [(&str, VectorPath, usize, bool); 8] = [
+    let vector_runs: [(&str, VectorPath, usize, bool); 9] = [
         ("put_embeddings (the store's path)", VectorPath::Store, n, false),
         ("INSERT, one row per statement", VectorPath::InsertOneRow, n, false),
         ("INSERT, one multi-row statement per batch", VectorPath::InsertMultiRow, n, false),
@@ -906,6 +963,7 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
         ),
         // The first load of a run also pays for the server's first WAL segments and checkpoints:
         // the store's path again, last, shows how much of its time is its position.
+        ("diagnosis: put_embeddings' INSERT on one connection (no pool)", VectorPath::Unnest, n, false),
         ("put_embeddings again, last of the section", VectorPath::Store, n, false),
         ("put_embeddings, model's HNSW index kept", VectorPath::Store, cfg.hnsw_vectors, true),
         (

@@ -4,11 +4,11 @@
 //! connection pool each; index runs are leased with `FOR UPDATE SKIP LOCKED`, so two workers
 //! never take the same run and neither waits for the other.
 //!
-//! **Bulk paths.** Each write is one statement of arrays, `INSERT ... SELECT FROM unnest(...)`:
-//! one shape whatever the row count, so sqlx prepares it once per connection, and one round trip.
-//! A file's chunks go in that way inside the file's transaction (a file of hundreds of chunks by
+//! **Bulk paths.** Each write is one prepared statement and one round trip. A file's chunks go in
+//! with one multi-row `INSERT` inside the file's transaction (a file of hundreds of chunks by
 //! binary `COPY` instead), each with its `tsvector` computed here (`tsvector.rs`), not by the
-//! server. A batch of vectors goes in with `ON CONFLICT DO NOTHING`, which keeps stored hashes and
+//! server. A batch of vectors goes in with one `INSERT ... SELECT FROM unnest(...)` of arrays (one
+//! shape whatever the batch size) and `ON CONFLICT DO NOTHING`, which keeps stored hashes and
 //! waits out a concurrent writer of the same one; the model's dimensions, which the batch is
 //! checked against first, are cached. Without pgvector, vectors are staged with binary `COPY` into
 //! a temporary table and moved into `embeddings` the same way. On this schema a parameterised
@@ -87,9 +87,10 @@ const COPY_CHUNK_BYTES: usize = 4 << 20;
 const INSERT_VECTOR_FLOATS: usize = 8 << 20;
 
 /// Files with at least this many chunks write them with binary COPY, which streams them in
-/// [`COPY_CHUNK_BYTES`] pieces; smaller ones (nearly all) with one prepared
-/// `INSERT ... SELECT FROM unnest(...)`, which saves COPY's second round trip and its parse. At
-/// 500 chunks per file the two measured alike (benches/results/store.md, 2026-11-27).
+/// [`COPY_CHUNK_BYTES`] pieces and needs no statement per row count; smaller ones (nearly all)
+/// with one prepared multi-row `INSERT`, which saves COPY's second round trip and its parse. At
+/// 500 chunks per file the two measured alike (benches/results/store.md, 2026-11-27). Below this,
+/// at most 4 + 13 * 255 parameters, far from the protocol's 65,535.
 const COPY_CHUNKS_FROM: usize = 256;
 
 /// What `embeddings.embedding` is, cached after the first look (migrations reset it).
@@ -2521,10 +2522,11 @@ async fn lexical_tsvectors<'d>(
     Ok(out)
 }
 
-/// Writes a file's chunks with one statement of arrays, `unnest`ed: one shape whatever the
-/// count, so it is prepared once per connection. Each tsvector is bound in binary, or null for a
-/// document [`LexicalTsvector::new`] leaves to the server, which computes it in the same
-/// statement.
+/// Writes a file's chunks with one multi-row `INSERT ... VALUES`, prepared once per connection
+/// for each row count (sqlx caches it by its text), the file's columns bound once. Each tsvector
+/// is bound in binary, or null for a document [`LexicalTsvector::new`] leaves to the server, which
+/// computes it in the same statement. Measured faster here than one `INSERT ... SELECT FROM
+/// unnest(...)` of arrays and than COPY (benches/results/store.md, 2026-11-27).
 async fn insert_chunks(
     conn: &mut PgConnection,
     project_id: i64,
@@ -2533,39 +2535,56 @@ async fn insert_chunks(
     run_id: Option<i64>,
     commit: Option<&str>,
 ) -> Result<()> {
-    let c = &write.chunks;
-    sqlx::query(
+    use std::fmt::Write as _;
+
+    const SHARED: usize = 4;
+    const PER_ROW: usize = 13;
+    let mut sql = String::with_capacity(120 + write.chunks.len() * 120);
+    sql.push_str(
         "INSERT INTO chunks (file_id, project_id, commit_sha, index_run_id, ordinal, content, content_hash, \
          start_line, end_line, start_byte, end_byte, symbol_path, kind, language, token_count, lexical, \
-         lexical_tsv) \
-         SELECT $1, $2, $3, $4, u.ordinal, u.content, u.content_hash, u.start_line, u.end_line, u.start_byte, \
-                u.end_byte, u.symbol_path, u.kind, u.language, u.token_count, u.lexical, \
-                coalesce(u.tsv, semdex_lexical_tsvector(u.lexical)) \
-         FROM unnest($5::int4[], $6::text[], $7::text[], $8::int4[], $9::int4[], $10::int8[], $11::int8[], \
-                     $12::text[], $13::text[], $14::text[], $15::int4[], $16::text[], $17::tsvector[]) \
-              AS u(ordinal, content, content_hash, start_line, end_line, start_byte, end_byte, symbol_path, \
-                   kind, language, token_count, lexical, tsv)",
-    )
-    .bind(file_id)
-    .bind(project_id)
-    .bind(commit)
-    .bind(run_id)
-    .bind(c.iter().map(|c| c.ordinal).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.content.as_str()).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.content_hash.as_str()).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.start_line).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.end_line).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.start_byte).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.end_byte).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.symbol_path.as_str()).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.language.as_str()).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.token_count).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| c.lexical.as_str()).collect::<Vec<_>>())
-    .bind(c.iter().map(|c| LexicalTsvector::new(&c.lexical)).collect::<Vec<_>>())
-    .execute(&mut *conn)
-    .await
-    .map_err(db_err)?;
+         lexical_tsv) VALUES ",
+    );
+    for row in 0..write.chunks.len() {
+        let p = SHARED + row * PER_ROW;
+        let _ = write!(
+            sql,
+            "{}($1, $2, $3, $4, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${lexical}, \
+             coalesce(${}, semdex_lexical_tsvector(${lexical})))",
+            if row == 0 { "" } else { ", " },
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 8,
+            p + 9,
+            p + 10,
+            p + 11,
+            p + 13,
+            lexical = p + 12,
+        );
+    }
+    let mut query = sqlx::query(&sql).bind(file_id).bind(project_id).bind(commit).bind(run_id);
+    for c in &write.chunks {
+        query = query
+            .bind(c.ordinal)
+            .bind(&c.content)
+            .bind(&c.content_hash)
+            .bind(c.start_line)
+            .bind(c.end_line)
+            .bind(c.start_byte)
+            .bind(c.end_byte)
+            .bind(&c.symbol_path)
+            .bind(&c.kind)
+            .bind(&c.language)
+            .bind(c.token_count)
+            .bind(&c.lexical)
+            .bind(LexicalTsvector::new(&c.lexical));
+    }
+    query.execute(&mut *conn).await.map_err(db_err)?;
     Ok(())
 }
 

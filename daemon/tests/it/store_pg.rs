@@ -713,7 +713,7 @@ fn edge_documents() -> Vec<String> {
     ]
 }
 
-/// The edge documents written by `replace_file` (bound as a `tsvector[]` for a small file and
+/// The edge documents written by `replace_file` (bound in a multi-row INSERT for a small file and
 /// sent by COPY for a large one, with the server computing the ones the client leaves to it),
 /// bound as parameters, and restored from a backup: all equal the SQL function.
 #[tokio::test]
