@@ -1,7 +1,8 @@
-//! Store ingest benchmark (issue 3): PostgreSQL binary `COPY` through the real `PgStore` paths
-//! (`replace_file` for chunks, `put_embeddings` for vectors) against parameterised `INSERT`
-//! baselines written here (which send the same client-computed tsvector as the COPY), the SQLite batched rate for the same data, and the cost of the
-//! incremental project-stats triggers during a bulk load (with against without).
+//! Store ingest benchmark (issue 3): the real `PgStore` paths (`replace_file` for chunks,
+//! `put_embeddings` for vectors) against parameterised `INSERT` (one row per statement, one
+//! multi-row statement) and binary `COPY` written here, all sending the same client-computed
+//! tsvector; GIN index settings for the chunks' `lexical_tsv`; the SQLite batched rate for the
+//! same data, and the cost of SQLite's incremental project-stats triggers (with against without).
 //!
 //! Not a criterion bench: a 100k-row load is one measurement, so each variant runs once, in a
 //! fresh database, and the figures are printed as markdown tables (copied into
@@ -25,7 +26,7 @@ use sqlx::{Connection, Executor, Postgres, QueryBuilder};
 
 const COMMIT: &str = "0123456789abcdef0123456789abcdef01234567";
 
-/// The stats triggers of both schemas (same names in both migrations).
+/// The stats triggers of the SQLite schema.
 const STATS_TRIGGERS: &[(&str, &str)] = &[
     ("files_stats_insert", "files"),
     ("files_stats_delete", "files"),
@@ -38,9 +39,6 @@ const STATS_TRIGGERS: &[(&str, &str)] = &[
 /// The chunk columns the store writes, in `copy_chunks` order: the row, then its tsvector.
 const CHUNK_COLUMNS: &str = "file_id, project_id, ordinal, content, content_hash, start_line, end_line, \
      start_byte, end_byte, symbol_path, kind, language, token_count, commit_sha, index_run_id, lexical, lexical_tsv";
-/// The same without the tsvector: what the store wrote while the server generated it.
-const CHUNK_COLUMNS_NO_TSV: &str = "file_id, project_id, ordinal, content, content_hash, start_line, end_line, \
-     start_byte, end_byte, symbol_path, kind, language, token_count, commit_sha, index_run_id, lexical";
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 type Res<T> = std::result::Result<T, BoxError>;
@@ -392,22 +390,25 @@ async fn pg_setup(server: &PgServer, name: &str) -> Res<(PgStore, PgConnection, 
     Ok((store, conn, project.id))
 }
 
-async fn pg_drop_stats_triggers(conn: &mut PgConnection) -> Res<()> {
-    for (trigger, table) in STATS_TRIGGERS {
-        (&mut *conn).execute(format!("DROP TRIGGER {trigger} ON {table}").as_str()).await?;
-    }
-    Ok(())
+/// Merges the GIN index's pending list into the index, so that no load leaves index work behind
+/// (with `fastupdate` on, up to `gin_pending_list_limit` of it). Nothing to do without the index.
+async fn pg_flush_gin(conn: &mut PgConnection) -> Res<Duration> {
+    let start = Instant::now();
+    sqlx::query("SELECT gin_clean_pending_list(oid) FROM pg_class WHERE relname = 'chunks_lexical_idx'")
+        .fetch_all(&mut *conn)
+        .await?;
+    Ok(start.elapsed())
 }
 
-/// Checks a chunk load: every chunk stored, and the project's stats (when maintained) agree.
-async fn pg_check_chunks(conn: &mut PgConnection, project_id: i64, data: &Dataset, stats: bool) -> Res<()> {
+/// Checks a chunk load: every chunk stored, and the project's stats agree.
+async fn pg_check_chunks(conn: &mut PgConnection, project_id: i64, data: &Dataset) -> Res<()> {
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM chunks").fetch_one(&mut *conn).await?;
     let (files, chunks): (i64, i64) =
         sqlx::query_as("SELECT total_files, total_chunks FROM projects WHERE id = $1")
             .bind(project_id)
             .fetch_one(&mut *conn)
             .await?;
-    let want = if stats { (data.files.len() as i64, data.chunks as i64) } else { (0, 0) };
+    let want = (data.files.len() as i64, data.chunks as i64);
     if stored != data.chunks as i64 || (files, chunks) != want {
         return Err(format!(
             "chunk load incomplete: {stored} chunks stored, stats ({files}, {chunks}), expected {} and {want:?}",
@@ -418,7 +419,7 @@ async fn pg_check_chunks(conn: &mut PgConnection, project_id: i64, data: &Datase
     Ok(())
 }
 
-/// The real path: `PgStore::replace_file` per file (file upsert, deletes, one binary COPY).
+/// The real path: `PgStore::replace_file` per file (file upsert, deletes, the chunks' write).
 async fn pg_load_replace_file(store: &PgStore, project_id: i64, data: &Dataset) -> Res<Duration> {
     let start = Instant::now();
     for write in &data.files {
@@ -434,9 +435,12 @@ enum ChunkWrite {
     InsertOneRow,
     /// One multi-row parameterised INSERT per file, likewise.
     InsertMultiRow,
-    /// One binary COPY per file without the tsvector, for the server to generate (0003 reverted):
-    /// what `replace_file` did before the store computed it.
-    CopyServerTsv,
+    /// One binary COPY per file, likewise: what `replace_file` did for every file before it
+    /// wrote small ones with `unnest`.
+    Copy,
+    /// One `INSERT ... SELECT FROM unnest(...)` of arrays per file, the tsvectors bound as a
+    /// `tsvector[]` (null for a document left to the server).
+    Unnest,
 }
 
 /// The tsvectors of a file's chunks, as the store computes them (the bench's documents are all
@@ -454,8 +458,7 @@ fn tsvectors(write: &FileWrite) -> Res<Vec<LexicalTsvector<'_>>> {
 
 /// The baselines: the same per-file transaction as `replace_file` (same file upsert, deletes and
 /// import fix-up), with the chunks written by parameterised INSERT (one statement per row, or one
-/// multi-row statement per file), or by the COPY `replace_file` sent before it computed the
-/// tsvector.
+/// multi-row statement per file) or by one binary COPY per file.
 async fn pg_load_replicated(
     conn: &mut PgConnection,
     project_id: i64,
@@ -560,13 +563,48 @@ async fn pg_load_replicated(
                         .await?;
                 }
             }
-            ChunkWrite::CopyServerTsv => {
+            ChunkWrite::Unnest => {
+                let c = &write.chunks;
+                sqlx::query(
+                    "INSERT INTO chunks (file_id, project_id, commit_sha, index_run_id, ordinal, content, content_hash, \
+                     start_line, end_line, start_byte, end_byte, symbol_path, kind, language, token_count, lexical, \
+                     lexical_tsv) \
+                     SELECT $1, $2, $3, $4, u.ordinal, u.content, u.content_hash, u.start_line, u.end_line, u.start_byte, \
+                            u.end_byte, u.symbol_path, u.kind, u.language, u.token_count, u.lexical, \
+                            coalesce(u.tsv, semdex_lexical_tsvector(u.lexical)) \
+                     FROM unnest($5::int4[], $6::text[], $7::text[], $8::int4[], $9::int4[], $10::int8[], $11::int8[], \
+                                 $12::text[], $13::text[], $14::text[], $15::int4[], $16::text[], $17::tsvector[]) \
+                          AS u(ordinal, content, content_hash, start_line, end_line, start_byte, end_byte, symbol_path, \
+                               kind, language, token_count, lexical, tsv)",
+                )
+                .bind(file_id)
+                .bind(project_id)
+                .bind(COMMIT)
+                .bind(None::<i64>)
+                .bind(c.iter().map(|c| c.ordinal).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.content.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.content_hash.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.start_line).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.end_line).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.start_byte).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.end_byte).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.symbol_path.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.kind.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.language.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.token_count).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| c.lexical.as_str()).collect::<Vec<_>>())
+                .bind(c.iter().map(|c| LexicalTsvector::new(&c.lexical)).collect::<Vec<_>>())
+                .execute(&mut *tx)
+                .await?;
+            }
+            ChunkWrite::Copy => {
+                let tsvs = tsvectors(write)?;
                 let mut copy = tx
-                    .copy_in_raw(&format!("COPY chunks ({CHUNK_COLUMNS_NO_TSV}) FROM STDIN (FORMAT binary)"))
+                    .copy_in_raw(&format!("COPY chunks ({CHUNK_COLUMNS}) FROM STDIN (FORMAT binary)"))
                     .await?;
                 let mut buf = copy_header();
-                for c in &write.chunks {
-                    copy_chunk_row(&mut buf, file_id, project_id, c, None);
+                for (c, tsv) in write.chunks.iter().zip(&tsvs) {
+                    copy_chunk_row(&mut buf, file_id, project_id, c, tsv);
                 }
                 buf.extend_from_slice(&(-1i16).to_be_bytes());
                 copy.send(buf).await?;
@@ -587,20 +625,13 @@ fn copy_header() -> Vec<u8> {
     buf
 }
 
-/// One chunk row of binary COPY data, in [`CHUNK_COLUMNS`] order with `tsv`, else in
-/// [`CHUNK_COLUMNS_NO_TSV`] order.
-fn copy_chunk_row(
-    buf: &mut Vec<u8>,
-    file_id: i64,
-    project_id: i64,
-    c: &ChunkRecord,
-    tsv: Option<&LexicalTsvector>,
-) {
+/// One chunk row of binary COPY data, in [`CHUNK_COLUMNS`] order.
+fn copy_chunk_row(buf: &mut Vec<u8>, file_id: i64, project_id: i64, c: &ChunkRecord, tsv: &LexicalTsvector) {
     let field = |buf: &mut Vec<u8>, bytes: &[u8]| {
         buf.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
         buf.extend_from_slice(bytes);
     };
-    buf.extend_from_slice(&(if tsv.is_some() { 17i16 } else { 16i16 }).to_be_bytes());
+    buf.extend_from_slice(&17i16.to_be_bytes());
     field(buf, &file_id.to_be_bytes());
     field(buf, &project_id.to_be_bytes());
     field(buf, &c.ordinal.to_be_bytes());
@@ -617,10 +648,8 @@ fn copy_chunk_row(
     field(buf, COMMIT.as_bytes());
     buf.extend_from_slice(&(-1i32).to_be_bytes());
     field(buf, c.lexical.as_bytes());
-    if let Some(tsv) = tsv {
-        buf.extend_from_slice(&(tsv.binary_len() as i32).to_be_bytes());
-        tsv.write_binary(buf);
-    }
+    buf.extend_from_slice(&(tsv.binary_len() as i32).to_be_bytes());
+    tsv.write_binary(buf);
 }
 
 /// How chunks are written in one PostgreSQL chunk load.
@@ -628,15 +657,16 @@ fn copy_chunk_row(
 enum ChunkPath {
     /// `PgStore::replace_file` per file.
     Store,
-    /// Diagnosis: `Store` without the GIN index on `lexical_tsv`.
-    StoreNoGin,
+    /// `Store` after a statement on the schema (the GIN index dropped, or its settings changed).
+    StoreAfter(&'static str),
     /// Baseline: `replace_file`'s statements with one INSERT per chunk.
     InsertOneRow,
     /// Baseline: `replace_file`'s statements with one multi-row INSERT per file.
     InsertMultiRow,
-    /// Diagnosis: `replace_file` before this change: migration 0003 reverted (the server
-    /// generates the tsvector) and the COPY without it.
-    ServerTsv,
+    /// Baseline: `replace_file`'s statements with one binary COPY per file.
+    Copy,
+    /// Diagnosis: `replace_file`'s statements with one unnest INSERT of arrays per file.
+    Unnest,
     /// Diagnosis: the server's floor for the chunk rows: every file written first (untimed), then
     /// every chunk in one binary COPY, one transaction.
     OneCopy,
@@ -672,7 +702,7 @@ async fn pg_load_one_copy(conn: &mut PgConnection, project_id: i64, data: &Datas
     for w in &data.files {
         let file_id: i64 = *ids.get(&w.file.path).ok_or("file id missing")?;
         for (c, tsv) in w.chunks.iter().zip(tsvectors(w)?) {
-            copy_chunk_row(&mut buf, file_id, project_id, c, Some(&tsv));
+            copy_chunk_row(&mut buf, file_id, project_id, c, &tsv);
             if buf.len() >= 4 << 20 {
                 copy.send(std::mem::take(&mut buf)).await?;
             }
@@ -688,22 +718,21 @@ async fn pg_load_one_copy(conn: &mut PgConnection, project_id: i64, data: &Datas
 /// How vectors are written in one PostgreSQL vector load.
 #[derive(Clone, Copy, PartialEq)]
 enum VectorPath {
-    /// `PgStore::put_embeddings`: a lookup of the batch's hashes, then (none stored) one binary
-    /// COPY straight into `embeddings`.
+    /// `PgStore::put_embeddings`: the model's dimensions from its cache, then one
+    /// `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`.
     Store,
-    /// Diagnosis: the staging path (`put_embeddings` before it copied new batches straight in,
-    /// and its fallback now) replicated, its two steps timed apart (stage COPY, then the move).
-    StoreSteps,
-    /// Diagnosis: binary COPY straight into `embeddings` (no staging, no conflict handling).
+    /// Diagnosis: `put_embeddings` before this change replicated: in one transaction, the
+    /// model's dimensions read, a lookup of the batch's hashes, then (none stored) one binary COPY
+    /// straight into `embeddings`.
+    StoreBefore,
+    /// Baseline: binary COPY straight into `embeddings` (no lookup, no conflict handling).
     DirectCopy,
-    /// Diagnosis: `DirectCopy` without the per-row dimension-check trigger.
-    DirectCopyNoCheck,
     /// Baseline: one parameterised `INSERT ... ON CONFLICT DO NOTHING` per vector.
     InsertOneRow,
-    /// Diagnosis: `InsertOneRow` without the per-row dimension-check trigger.
-    InsertOneRowNoCheck,
     /// Baseline: one multi-row parameterised INSERT per batch.
     InsertMultiRow,
+    /// Diagnosis: `put_embeddings`' own unnest INSERT on one connection (no pool, no cache).
+    Unnest,
 }
 
 /// Registers the model (which creates its partial HNSW index) and, unless `keep_hnsw`, drops
@@ -716,8 +745,7 @@ async fn pg_model(store: &PgStore, conn: &mut PgConnection, dims: usize, keep_hn
     Ok(model.id)
 }
 
-/// Loads `count` vectors in batches; the time excludes generating them. For `StoreSteps` the
-/// second duration is the stage-to-table move.
+/// Loads `count` vectors in batches; the time excludes generating them.
 async fn pg_load_vectors(
     store: &PgStore,
     conn: &mut PgConnection,
@@ -725,8 +753,8 @@ async fn pg_load_vectors(
     cfg: &Config,
     count: usize,
     path: VectorPath,
-) -> Res<(Duration, Duration)> {
-    let (mut total, mut moved) = (Duration::ZERO, Duration::ZERO);
+) -> Res<Duration> {
+    let mut total = Duration::ZERO;
     let mut start_row = 0;
     while start_row < count {
         let end = (start_row + cfg.vector_batch).min(count);
@@ -736,44 +764,58 @@ async fn pg_load_vectors(
             VectorPath::Store => {
                 store.put_embeddings(model_id, &rows).await?;
             }
-            VectorPath::StoreSteps => {
+            VectorPath::StoreBefore => {
                 let mut tx = conn.begin().await?;
-                (&mut *tx).execute(
-                    "CREATE TEMP TABLE semdex_embeddings_stage (ord int4 NOT NULL, content_hash text NOT NULL, \
-                     embedding vector NOT NULL) ON COMMIT DROP",
+                let _dims: i32 = sqlx::query_scalar("SELECT dimensions FROM embedding_models WHERE id = $1")
+                    .bind(model_id)
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let hashes: Vec<&str> = rows.iter().map(|(h, _)| h.as_str()).collect();
+                let stored: bool = sqlx::query_scalar(
+                    "SELECT EXISTS (SELECT 1 FROM embeddings WHERE model_id = $1 AND content_hash = ANY($2::text[]))",
                 )
+                .bind(model_id)
+                .bind(&hashes)
+                .fetch_one(&mut *tx)
                 .await?;
+                if stored {
+                    return Err("a new batch found stored".into());
+                }
                 let mut copy = tx
                     .copy_in_raw(
-                        "COPY semdex_embeddings_stage (ord, content_hash, embedding) FROM STDIN (FORMAT binary)",
+                        "COPY embeddings (model_id, content_hash, embedding) FROM STDIN (FORMAT binary)",
                     )
                     .await?;
-                copy.send(copy_vectors(None, &rows)).await?;
+                copy.send(copy_vectors(model_id, &rows)).await?;
                 copy.finish().await?;
-                let staged = Instant::now();
+                tx.commit().await?;
+            }
+            VectorPath::Unnest => {
                 sqlx::query(
-                    "INSERT INTO embeddings (model_id, content_hash, embedding) \
-                     SELECT $1, content_hash, embedding FROM semdex_embeddings_stage ORDER BY ord \
+                    "INSERT INTO embeddings (model_id, content_hash, embedding, input_mode) \
+                     SELECT $1, u.content_hash, u.embedding, u.input_mode \
+                     FROM unnest($2::text[], $3::vector[], $4::text[]) AS u(content_hash, embedding, input_mode) \
                      ON CONFLICT (model_id, content_hash) DO NOTHING",
                 )
                 .bind(model_id)
-                .execute(&mut *tx)
+                .bind(rows.iter().map(|(h, _)| h.as_str()).collect::<Vec<_>>())
+                .bind(rows.iter().map(|(_, v)| pgvector::Vector::from(v.clone())).collect::<Vec<_>>())
+                .bind(vec!["whole"; rows.len()])
+                .execute(&mut *conn)
                 .await?;
-                tx.commit().await?;
-                moved += staged.elapsed();
             }
-            VectorPath::DirectCopy | VectorPath::DirectCopyNoCheck => {
+            VectorPath::DirectCopy => {
                 let mut tx = conn.begin().await?;
                 let mut copy = tx
                     .copy_in_raw(
                         "COPY embeddings (model_id, content_hash, embedding) FROM STDIN (FORMAT binary)",
                     )
                     .await?;
-                copy.send(copy_vectors(Some(model_id), &rows)).await?;
+                copy.send(copy_vectors(model_id, &rows)).await?;
                 copy.finish().await?;
                 tx.commit().await?;
             }
-            VectorPath::InsertOneRow | VectorPath::InsertOneRowNoCheck => {
+            VectorPath::InsertOneRow => {
                 let mut tx = conn.begin().await?;
                 for (hash, v) in &rows {
                     sqlx::query(
@@ -811,29 +853,20 @@ async fn pg_load_vectors(
     if stored != count as i64 {
         return Err(format!("vector load incomplete: {stored} of {count} stored").into());
     }
-    Ok((total, moved))
+    Ok(total)
 }
 
-/// Binary COPY data for vectors: `(ord, hash, vector)` rows for the stage table, or
-/// `(model_id, hash, vector)` rows for `embeddings` when `model_id` is given.
-fn copy_vectors(model_id: Option<i64>, rows: &[(String, Vec<f32>)]) -> Vec<u8> {
+/// Binary COPY data for vectors: `(model_id, hash, vector)` rows for `embeddings`.
+fn copy_vectors(model_id: i64, rows: &[(String, Vec<f32>)]) -> Vec<u8> {
     let dims = rows.first().map_or(0, |(_, v)| v.len());
     let mut buf = Vec::with_capacity(19 + rows.len() * (dims * 4 + 100));
     buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
     buf.extend_from_slice(&0i32.to_be_bytes());
     buf.extend_from_slice(&0i32.to_be_bytes());
-    for (ord, (hash, v)) in rows.iter().enumerate() {
+    for (hash, v) in rows {
         buf.extend_from_slice(&3i16.to_be_bytes());
-        match model_id {
-            Some(id) => {
-                buf.extend_from_slice(&8i32.to_be_bytes());
-                buf.extend_from_slice(&id.to_be_bytes());
-            }
-            None => {
-                buf.extend_from_slice(&4i32.to_be_bytes());
-                buf.extend_from_slice(&(ord as i32).to_be_bytes());
-            }
-        }
+        buf.extend_from_slice(&8i32.to_be_bytes());
+        buf.extend_from_slice(&model_id.to_be_bytes());
         buf.extend_from_slice(&(hash.len() as i32).to_be_bytes());
         buf.extend_from_slice(hash.as_bytes());
         buf.extend_from_slice(&(4 + 4 * v.len() as i32).to_be_bytes());
@@ -852,47 +885,32 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
     eprintln!("store bench: PostgreSQL at {}", server.url);
     let db = format!("semdex_bench_{}", std::process::id());
 
-    // Chunks: the store's COPY path against the INSERT baselines, then without stats triggers.
-    let chunk_runs: [(&str, ChunkPath, bool); 8] = [
+    // Chunks: the store's path against one-row INSERT, multi-row INSERT and binary COPY per file,
+    // then diagnoses. (`fastupdate = off` and a 32 MB `gin_pending_list_limit` on the GIN index
+    // were measured with `ChunkPath::StoreAfter` too and did not help: see store.md.)
+    let chunk_runs: [(&str, ChunkPath); 8] = [
+        ("replace_file (the store's path)", ChunkPath::Store),
+        ("INSERT, one row per statement", ChunkPath::InsertOneRow),
+        ("INSERT, one multi-row statement per file", ChunkPath::InsertMultiRow),
+        ("binary COPY, one per file (replace_file before this change)", ChunkPath::Copy),
+        ("diagnosis: INSERT ... SELECT FROM unnest(arrays), one per file", ChunkPath::Unnest),
+        ("replace_file again, last of the section", ChunkPath::Store),
         (
-            "replace_file (binary COPY, tsvector computed by semdex), stats triggers on",
-            ChunkPath::Store,
-            true,
-        ),
-        ("INSERT, one row per statement, stats triggers on", ChunkPath::InsertOneRow, true),
-        ("INSERT, one multi-row statement per file, stats triggers on", ChunkPath::InsertMultiRow, true),
-        (
-            "replace_file (binary COPY, tsvector computed by semdex), stats triggers dropped",
-            ChunkPath::Store,
-            false,
-        ),
-        ("INSERT, one row per statement, stats triggers dropped", ChunkPath::InsertOneRow, false),
-        ("diagnosis: replace_file, lexical_tsv's GIN index dropped", ChunkPath::StoreNoGin, true),
-        (
-            "diagnosis: replace_file before this change (0003 reverted: tsvector generated by the server)",
-            ChunkPath::ServerTsv,
-            true,
+            "diagnosis: replace_file, lexical_tsv's GIN index dropped",
+            ChunkPath::StoreAfter("DROP INDEX chunks_lexical_idx"),
         ),
         (
             "diagnosis: one binary COPY of every chunk in one transaction (files written first)",
             ChunkPath::OneCopy,
-            true,
         ),
     ];
-    for (label, path, stats) in chunk_runs.into_iter().filter(|_| cfg.run_pg_chunks) {
+    for (label, path) in chunk_runs.into_iter().filter(|_| cfg.run_pg_chunks) {
         let (store, mut conn, project_id) = pg_setup(&server, &db).await?;
-        if !stats {
-            pg_drop_stats_triggers(&mut conn).await?;
-        }
-        let elapsed = match path {
+        let loaded = match path {
             ChunkPath::Store => pg_load_replace_file(&store, project_id, data).await?,
-            ChunkPath::StoreNoGin => {
-                (&mut conn).execute("DROP INDEX chunks_lexical_idx").await?;
+            ChunkPath::StoreAfter(sql) => {
+                (&mut conn).execute(sql).await?;
                 pg_load_replace_file(&store, project_id, data).await?
-            }
-            ChunkPath::ServerTsv => {
-                store.migrate_down(None).await?;
-                pg_load_replicated(&mut conn, project_id, data, ChunkWrite::CopyServerTsv).await?
             }
             ChunkPath::InsertOneRow => {
                 pg_load_replicated(&mut conn, project_id, data, ChunkWrite::InsertOneRow).await?
@@ -900,9 +918,12 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
             ChunkPath::InsertMultiRow => {
                 pg_load_replicated(&mut conn, project_id, data, ChunkWrite::InsertMultiRow).await?
             }
+            ChunkPath::Copy => pg_load_replicated(&mut conn, project_id, data, ChunkWrite::Copy).await?,
+            ChunkPath::Unnest => pg_load_replicated(&mut conn, project_id, data, ChunkWrite::Unnest).await?,
             ChunkPath::OneCopy => pg_load_one_copy(&mut conn, project_id, data).await?,
         };
-        pg_check_chunks(&mut conn, project_id, data, stats).await?;
+        let elapsed = loaded + pg_flush_gin(&mut conn).await?;
+        pg_check_chunks(&mut conn, project_id, data).await?;
         report.add("PostgreSQL chunks", label, data.chunks, data.chunk_bytes, elapsed);
         store.close().await;
         conn.close().await?;
@@ -929,31 +950,20 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
 
     // Vectors without the model's HNSW index, then a small load with it.
     let n = data.chunks;
-    let vector_runs: [(&str, VectorPath, usize, bool); 10] = [
-        ("put_embeddings (hash lookup + binary COPY straight into embeddings)", VectorPath::Store, n, false),
+    let vector_runs: [(&str, VectorPath, usize, bool); 9] = [
+        ("put_embeddings (the store's path)", VectorPath::Store, n, false),
         ("INSERT, one row per statement", VectorPath::InsertOneRow, n, false),
         ("INSERT, one multi-row statement per batch", VectorPath::InsertMultiRow, n, false),
+        ("binary COPY straight into embeddings, one per batch", VectorPath::DirectCopy, n, false),
         (
-            "diagnosis: the staging path (put_embeddings before this change) replicated",
-            VectorPath::StoreSteps,
-            n,
-            false,
-        ),
-        ("diagnosis: binary COPY straight into embeddings", VectorPath::DirectCopy, n, false),
-        (
-            "diagnosis: binary COPY straight into embeddings, dimension-check trigger dropped",
-            VectorPath::DirectCopyNoCheck,
-            n,
-            false,
-        ),
-        (
-            "diagnosis: INSERT, one row per statement, dimension-check trigger dropped",
-            VectorPath::InsertOneRowNoCheck,
+            "diagnosis: put_embeddings before this change (dimensions, hash lookup, COPY) replicated",
+            VectorPath::StoreBefore,
             n,
             false,
         ),
         // The first load of a run also pays for the server's first WAL segments and checkpoints:
         // the store's path again, last, shows how much of its time is its position.
+        ("diagnosis: put_embeddings' INSERT on one connection (no pool)", VectorPath::Unnest, n, false),
         ("put_embeddings again, last of the section", VectorPath::Store, n, false),
         ("put_embeddings, model's HNSW index kept", VectorPath::Store, cfg.hnsw_vectors, true),
         (
@@ -966,29 +976,9 @@ async fn run_pg(cfg: &Config, data: &Dataset, report: &mut Report, root: &Path) 
     for (label, path, count, keep_hnsw) in vector_runs.into_iter().filter(|_| cfg.run_pg_vectors) {
         let (store, mut conn, _) = pg_setup(&server, &db).await?;
         let model_id = pg_model(&store, &mut conn, cfg.dims, keep_hnsw).await?;
-        if matches!(path, VectorPath::DirectCopyNoCheck | VectorPath::InsertOneRowNoCheck) {
-            (&mut conn).execute("DROP TRIGGER embeddings_dimensions ON embeddings").await?;
-        }
-        let (elapsed, moved) = pg_load_vectors(&store, &mut conn, model_id, cfg, count, path).await?;
+        let elapsed = pg_load_vectors(&store, &mut conn, model_id, cfg, count, path).await?;
         let section = if keep_hnsw { "PostgreSQL vectors, HNSW index kept" } else { "PostgreSQL vectors" };
         report.add(section, label, count, count as u64 * vector_row_bytes(cfg.dims), elapsed);
-        if path == VectorPath::StoreSteps {
-            let staged = elapsed.saturating_sub(moved);
-            report.add(
-                section,
-                "diagnosis: step 1, COPY into the temp table",
-                count,
-                count as u64 * vector_row_bytes(cfg.dims),
-                staged,
-            );
-            report.add(
-                section,
-                "diagnosis: step 2, INSERT ... SELECT ON CONFLICT",
-                count,
-                count as u64 * vector_row_bytes(cfg.dims),
-                moved,
-            );
-        }
         store.close().await;
         conn.close().await?;
         server.drop_db(&db).await?;
@@ -1117,25 +1107,6 @@ fn main() -> Res<()> {
             "\nSQLite stats-trigger overhead on the chunk load: {:+.1}%",
             (with.secs() / without.secs() - 1.0) * 100.0
         );
-    }
-    for (with, without) in [
-        (
-            "replace_file (binary COPY, tsvector computed by semdex), stats triggers on",
-            "replace_file (binary COPY, tsvector computed by semdex), stats triggers dropped",
-        ),
-        (
-            "INSERT, one row per statement, stats triggers on",
-            "INSERT, one row per statement, stats triggers dropped",
-        ),
-    ] {
-        if let (Some(a), Some(b)) =
-            (report.find("PostgreSQL chunks", with), report.find("PostgreSQL chunks", without))
-        {
-            println!(
-                "PostgreSQL stats-trigger overhead, {with}: {:+.1}%",
-                (a.secs() / b.secs() - 1.0) * 100.0
-            );
-        }
     }
     result
 }

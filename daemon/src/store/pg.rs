@@ -4,14 +4,17 @@
 //! connection pool each; index runs are leased with `FOR UPDATE SKIP LOCKED`, so two workers
 //! never take the same run and neither waits for the other.
 //!
-//! **Bulk paths.** A file's chunks go in with one binary `COPY` inside the file's transaction,
-//! each with its `tsvector` computed here (`tsvector.rs`), not by the server. A batch of new
-//! vectors goes straight into `embeddings` with one binary `COPY` once a lookup in the same
-//! transaction found none of its hashes stored; otherwise (or when a concurrent writer stored one
-//! first) it is staged with binary `COPY` into a temporary table and moved into `embeddings` with
-//! `INSERT ... SELECT ... ON CONFLICT DO NOTHING` (COPY itself cannot skip existing keys).
-//! Symbols and imports, fewer and narrower, go in as one `INSERT ... SELECT FROM UNNEST(...)`
-//! each. Project stats are kept by statement-level triggers (see the migration), so a bulk write
+//! **Bulk paths.** Each write is one prepared statement and one round trip. A file's chunks go in
+//! with one multi-row `INSERT` inside the file's transaction (a file of hundreds of chunks by
+//! binary `COPY` instead), each with its `tsvector` computed here (`tsvector.rs`), not by the
+//! server. A batch of vectors goes in with one `INSERT ... SELECT FROM unnest(...)` of arrays (one
+//! shape whatever the batch size) and `ON CONFLICT DO NOTHING`, which keeps stored hashes and
+//! waits out a concurrent writer of the same one; the model's dimensions, which the batch is
+//! checked against first, are cached. Without pgvector, vectors are staged with binary `COPY` into
+//! a temporary table and moved into `embeddings` the same way. On this schema a parameterised
+//! statement per file or batch measured as fast as COPY (benches/results/store.md): the server's
+//! work per row (the GIN index, TOAST) outweighs the protocol. Symbols and imports, fewer and
+//! narrower, go in as one `INSERT ... SELECT FROM UNNEST(...)` each. Project stats are kept by statement-level triggers (see the migration), so a bulk write
 //! costs one stats update per statement. The price: a file's transaction holds its project's row
 //! lock from its first write to its commit, so concurrent writers to one project take turns
 //! (writers to different projects do not).
@@ -26,6 +29,8 @@
 //! the chunks' `tsvector`: an approximation of BM25, which PostgreSQL does not have. Scores are
 //! therefore comparable within one backend only; fusion uses ranks, not scores.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
@@ -76,6 +81,17 @@ pub const MAX_INDEXED_DIMENSIONS: i32 = 4000;
 
 /// Bytes of COPY data buffered before they are sent.
 const COPY_CHUNK_BYTES: usize = 4 << 20;
+
+/// Floats bound in one `INSERT` of vectors (32 MB): far below PostgreSQL's 1 GB per value, for a
+/// call larger than the embedder's usual batch.
+const INSERT_VECTOR_FLOATS: usize = 8 << 20;
+
+/// Files with at least this many chunks write them with binary COPY, which streams them in
+/// [`COPY_CHUNK_BYTES`] pieces and needs no statement per row count; smaller ones (nearly all)
+/// with one prepared multi-row `INSERT`, which saves COPY's second round trip and its parse. At
+/// 500 chunks per file the two measured alike (benches/results/store.md, 2026-11-27). Below this,
+/// at most 4 + 13 * 255 parameters, far from the protocol's 65,535.
+const COPY_CHUNKS_FROM: usize = 256;
 
 /// What `embeddings.embedding` is, cached after the first look (migrations reset it).
 const COLUMN_UNKNOWN: u8 = 0;
@@ -210,6 +226,11 @@ pub struct PgStore {
     pool: PgPool,
     /// One of the `COLUMN_*` values.
     vector_column: AtomicU8,
+    /// Each embedding model's dimensions, by id, as last read or registered: a hint that saves
+    /// `put_embeddings` a round trip. Cleared by migrations and restores; a model another process
+    /// deleted or restored differently makes the write fail, and `put_embeddings` then reads the
+    /// model again (see there).
+    model_dimensions: Mutex<HashMap<i64, i32>>,
 }
 
 impl PgStore {
@@ -238,7 +259,11 @@ impl PgStore {
                 "the PostgreSQL server has no pgvector: vectors are stored as real[] and searched with the local HNSW index"
             ),
         }
-        Ok(PgStore { pool, vector_column: AtomicU8::new(COLUMN_UNKNOWN) })
+        Ok(PgStore {
+            pool,
+            vector_column: AtomicU8::new(COLUMN_UNKNOWN),
+            model_dimensions: Mutex::new(HashMap::new()),
+        })
     }
 
     /// The connection pool, for tools that need raw access (backup, restore, catalog checks).
@@ -432,51 +457,62 @@ impl PgStore {
             .map_err(db_err)
     }
 
-    /// Writes a batch of new vectors with one binary COPY into `embeddings`, in one transaction
-    /// that first checks that none of the batch's hashes is stored. `None` (nothing written)
-    /// when one is, when the batch repeats a hash, or when a concurrent writer stored one of
-    /// them first (the COPY then fails on the unique key): the staging path handles those.
-    async fn copy_new_embeddings(
+    /// A model's dimensions: cached, or read (and cached). `NotFound` for an unknown model.
+    async fn dimensions(&self, model_id: i64) -> Result<i32> {
+        if let Some(dimensions) = self.cached_dimensions(model_id) {
+            return Ok(dimensions);
+        }
+        let dimensions: Option<i32> =
+            sqlx::query_scalar("SELECT dimensions FROM embedding_models WHERE id = $1")
+                .bind(model_id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(db_err)?;
+        let dimensions =
+            dimensions.ok_or_else(|| StoreError::NotFound(format!("embedding model {model_id}")))?;
+        self.remember_model(model_id, dimensions);
+        Ok(dimensions)
+    }
+
+    fn cached_dimensions(&self, model_id: i64) -> Option<i32> {
+        self.model_dimensions.lock().unwrap_or_else(|e| e.into_inner()).get(&model_id).copied()
+    }
+
+    fn remember_model(&self, model_id: i64, dimensions: i32) {
+        self.model_dimensions.lock().unwrap_or_else(|e| e.into_inner()).insert(model_id, dimensions);
+    }
+
+    fn forget_model(&self, model_id: i64) {
+        self.model_dimensions.lock().unwrap_or_else(|e| e.into_inner()).remove(&model_id);
+    }
+
+    fn forget_models(&self) {
+        self.model_dimensions.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
+    /// Writes a batch with `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`, which
+    /// keeps what is already stored (or repeated in the batch): one prepared statement, in its own
+    /// transaction, for a batch of up to [`INSERT_VECTOR_FLOATS`] floats, else one per slice of
+    /// that size inside one transaction. Ids follow the order given. Returns how many were new.
+    async fn insert_embeddings(
         &self,
         model_id: i64,
         vectors: &[(String, Vec<f32>)],
         modes: &[InputMode],
-        as_vector: bool,
-    ) -> Result<Option<u64>> {
-        let mut seen = std::collections::HashSet::with_capacity(vectors.len());
-        if !vectors.iter().all(|(hash, _)| seen.insert(hash.as_str())) {
-            return Ok(None);
+    ) -> Result<u64> {
+        let per_statement = (INSERT_VECTOR_FLOATS / vectors[0].1.len().max(1)).max(1);
+        if vectors.len() <= per_statement {
+            return insert_embedding_rows(&self.pool, model_id, vectors, modes).await;
         }
-        let hashes: Vec<&str> = vectors.iter().map(|(hash, _)| hash.as_str()).collect();
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        let stored: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM embeddings WHERE model_id = $1 AND content_hash = ANY($2::text[]))",
-        )
-        .bind(model_id)
-        .bind(&hashes)
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(db_err)?;
-        if stored {
-            return Ok(None);
-        }
-        let copied = copy_embedding_rows(
-            &mut tx,
-            "COPY embeddings (model_id, content_hash, embedding, input_mode) FROM STDIN (FORMAT binary)",
-            vectors,
-            modes,
-            as_vector,
-            |_| model_id,
-        )
-        .await;
-        match copied {
-            Ok(()) => {}
-            // Dropping the transaction rolls the COPY back.
-            Err(StoreError::Conflict(_)) => return Ok(None),
-            Err(e) => return Err(e),
+        let mut inserted = 0;
+        for (i, slice) in vectors.chunks(per_statement).enumerate() {
+            let from = i * per_statement;
+            let modes = modes.get(from..(from + slice.len()).min(modes.len())).unwrap_or_default();
+            inserted += insert_embedding_rows(&mut *tx, model_id, slice, modes).await?;
         }
         tx.commit().await.map_err(db_err)?;
-        Ok(Some(vectors.len() as u64))
+        Ok(inserted)
     }
 
     /// Writes a batch through a temporary table: binary COPY into it, then
@@ -550,6 +586,7 @@ impl Store for PgStore {
 
     async fn migrate_up(&self) -> Result<()> {
         self.vector_column.store(COLUMN_UNKNOWN, Ordering::Relaxed);
+        self.forget_models();
         MIGRATOR.run(&self.pool).await.map_err(migrate_err)?;
         if !self.has_pgvector_column().await? {
             tracing::warn!(
@@ -562,6 +599,7 @@ impl Store for PgStore {
 
     async fn migrate_down(&self, to: Option<i64>) -> Result<()> {
         self.vector_column.store(COLUMN_UNKNOWN, Ordering::Relaxed);
+        self.forget_models();
         let target = match to {
             Some(to) => to,
             None => {
@@ -685,6 +723,8 @@ impl Store for PgStore {
     }
 
     async fn begin_restore(&self, wipe: bool) -> Result<Box<dyn RestoreSession>> {
+        // A restore may give a model id other dimensions.
+        self.forget_models();
         let as_vector = self.has_pgvector_column().await?;
         let mut tx = self.pool.begin().await.map_err(db_err)?;
         for spec in dump::TABLES {
@@ -1051,7 +1091,12 @@ impl Store for PgStore {
         .map_err(db_err)?;
 
         if !write.chunks.is_empty() {
-            copy_chunks(&mut tx, project_id, file_id, write, run_id, commit).await.map_err(|e| match e {
+            let written = if write.chunks.len() >= COPY_CHUNKS_FROM {
+                copy_chunks(&mut tx, project_id, file_id, write, run_id, commit).await
+            } else {
+                insert_chunks(&mut tx, project_id, file_id, write, run_id, commit).await
+            };
+            written.map_err(|e| match e {
                 StoreError::Conflict(_) => {
                     StoreError::Conflict(format!("{}: two chunks with the same ordinal", f.path))
                 }
@@ -1112,6 +1157,7 @@ impl Store for PgStore {
             model: col(&row, "model")?,
             dimensions: col(&row, "dimensions")?,
         };
+        self.remember_model(model.id, model.dimensions);
         self.ensure_model_index(&model).await?;
         Ok(model)
     }
@@ -1154,25 +1200,30 @@ impl Store for PgStore {
         if vectors.is_empty() {
             return Ok(0);
         }
-        let dimensions: Option<i32> =
-            sqlx::query_scalar("SELECT dimensions FROM embedding_models WHERE id = $1")
-                .bind(model_id)
-                .fetch_optional(&self.pool)
-                .await
-                .map_err(db_err)?;
-        let dimensions =
-            dimensions.ok_or_else(|| StoreError::NotFound(format!("embedding model {model_id}")))?;
-        // Validate everything first: a batch is stored whole or not at all.
-        super::check_embeddings(usize::try_from(dimensions).unwrap_or(0), vectors, modes)?;
-        let as_vector = self.has_pgvector_column().await?;
-        // The usual batch holds only new hashes (the embedding cache asks for vectors it lacks):
-        // one binary COPY straight into `embeddings`. A batch with a stored hash, a repeated one,
-        // or that races a writer of the same hashes goes through the staging table, which skips
-        // what exists.
-        if let Some(written) = self.copy_new_embeddings(model_id, vectors, modes, as_vector).await? {
-            return Ok(written);
+        let mut cached = self.cached_dimensions(model_id).is_some();
+        loop {
+            let dimensions = self.dimensions(model_id).await?;
+            // Validate everything first: a batch is stored whole or not at all.
+            super::check_embeddings(usize::try_from(dimensions).unwrap_or(0), vectors, modes)?;
+            let as_vector = self.has_pgvector_column().await?;
+            // pgvector's `vector[]` binds the batch as arrays; a `real[]` column (no pgvector)
+            // takes it through a staging table instead. Both keep what is stored.
+            let written = if as_vector {
+                self.insert_embeddings(model_id, vectors, modes).await
+            } else {
+                self.stage_embeddings(model_id, vectors, modes, as_vector).await
+            };
+            match written {
+                // The cached dimensions may be stale: the model was deleted (foreign key) or
+                // restored with others (the dimension check) by another process. Read the model
+                // again, so the error is the one an uncached call gives, or the write succeeds.
+                Err(StoreError::Invalid(_)) if cached => {
+                    self.forget_model(model_id);
+                    cached = false;
+                }
+                other => return other,
+            }
         }
-        self.stage_embeddings(model_id, vectors, modes, as_vector).await
     }
 
     async fn embeddings_page(
@@ -2471,6 +2522,72 @@ async fn lexical_tsvectors<'d>(
     Ok(out)
 }
 
+/// Writes a file's chunks with one multi-row `INSERT ... VALUES`, prepared once per connection
+/// for each row count (sqlx caches it by its text), the file's columns bound once. Each tsvector
+/// is bound in binary, or null for a document [`LexicalTsvector::new`] leaves to the server, which
+/// computes it in the same statement. Measured faster here than one `INSERT ... SELECT FROM
+/// unnest(...)` of arrays and than COPY (benches/results/store.md, 2026-11-27).
+async fn insert_chunks(
+    conn: &mut PgConnection,
+    project_id: i64,
+    file_id: i64,
+    write: &FileWrite,
+    run_id: Option<i64>,
+    commit: Option<&str>,
+) -> Result<()> {
+    use std::fmt::Write as _;
+
+    const SHARED: usize = 4;
+    const PER_ROW: usize = 13;
+    let mut sql = String::with_capacity(120 + write.chunks.len() * 120);
+    sql.push_str(
+        "INSERT INTO chunks (file_id, project_id, commit_sha, index_run_id, ordinal, content, content_hash, \
+         start_line, end_line, start_byte, end_byte, symbol_path, kind, language, token_count, lexical, \
+         lexical_tsv) VALUES ",
+    );
+    for row in 0..write.chunks.len() {
+        let p = SHARED + row * PER_ROW;
+        let _ = write!(
+            sql,
+            "{}($1, $2, $3, $4, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${lexical}, \
+             coalesce(${}, semdex_lexical_tsvector(${lexical})))",
+            if row == 0 { "" } else { ", " },
+            p + 1,
+            p + 2,
+            p + 3,
+            p + 4,
+            p + 5,
+            p + 6,
+            p + 7,
+            p + 8,
+            p + 9,
+            p + 10,
+            p + 11,
+            p + 13,
+            lexical = p + 12,
+        );
+    }
+    let mut query = sqlx::query(&sql).bind(file_id).bind(project_id).bind(commit).bind(run_id);
+    for c in &write.chunks {
+        query = query
+            .bind(c.ordinal)
+            .bind(&c.content)
+            .bind(&c.content_hash)
+            .bind(c.start_line)
+            .bind(c.end_line)
+            .bind(c.start_byte)
+            .bind(c.end_byte)
+            .bind(&c.symbol_path)
+            .bind(&c.kind)
+            .bind(&c.language)
+            .bind(c.token_count)
+            .bind(&c.lexical)
+            .bind(LexicalTsvector::new(&c.lexical));
+    }
+    query.execute(&mut *conn).await.map_err(db_err)?;
+    Ok(())
+}
+
 /// Writes a file's chunks with one binary COPY, their tsvectors included.
 async fn copy_chunks(
     conn: &mut PgConnection,
@@ -2516,6 +2633,31 @@ async fn copy_chunks(
     copy.send(buf.finish()).await.map_err(db_err)?;
     copy.finish().await.map_err(db_err)?;
     Ok(())
+}
+
+/// Inserts vectors with one `INSERT ... SELECT FROM unnest(...) ON CONFLICT DO NOTHING`, in the
+/// order given. Returns how many were new.
+async fn insert_embedding_rows<'e>(
+    conn: impl sqlx::PgExecutor<'e>,
+    model_id: i64,
+    vectors: &[(String, Vec<f32>)],
+    modes: &[InputMode],
+) -> Result<u64> {
+    let inserted = sqlx::query(
+        "INSERT INTO embeddings (model_id, content_hash, embedding, input_mode) \
+         SELECT $1, u.content_hash, u.embedding, u.input_mode \
+         FROM unnest($2::text[], $3::vector[], $4::text[]) AS u(content_hash, embedding, input_mode) \
+         ON CONFLICT (model_id, content_hash) DO NOTHING",
+    )
+    .bind(model_id)
+    .bind(vectors.iter().map(|(hash, _)| hash.as_str()).collect::<Vec<_>>())
+    .bind(vectors.iter().map(|(_, v)| pgvector::Vector::from(v.clone())).collect::<Vec<_>>())
+    .bind((0..vectors.len()).map(|i| modes.get(i).copied().unwrap_or_default().as_str()).collect::<Vec<_>>())
+    .execute(conn)
+    .await
+    .map_err(db_err)?
+    .rows_affected();
+    Ok(inserted)
 }
 
 /// Sends vectors with one binary COPY (`sql`), in the order given: per row `lead(i)` (an

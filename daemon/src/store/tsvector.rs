@@ -25,15 +25,15 @@
 //! tsvector's 1 MiB limit, [`LexicalTsvector::new`] gives `None` and the store has the server
 //! compute it with the function, so the column always holds what the function gives.
 //!
-//! Two forms are written: the binary one `tsvectorrecv` reads (COPY and bound parameters: an
-//! `int32` lexeme count, then per lexeme its bytes NUL-terminated, a `uint16` position count and
-//! the positions as `uint16`, weight D, ascending), and the text one `tsvectorin` reads (a
-//! restore's JSON rows).
+//! Two forms are written: the binary one `tsvectorrecv` reads (COPY and bound parameters, alone
+//! or in a `tsvector[]`: an `int32` lexeme count, then per lexeme its bytes NUL-terminated, a
+//! `uint16` position count and the positions as `uint16`, weight D, ascending), and the text one
+//! `tsvectorin` reads (a restore's JSON rows).
 
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, Postgres};
+use sqlx::postgres::{PgArgumentBuffer, PgHasArrayType, PgTypeInfo, Postgres};
 
 /// tsvector's largest position (`MAXENTRYPOS - 1`); later words share it.
 const MAX_POSITION: u16 = 16_383;
@@ -47,6 +47,8 @@ const MAX_PIECE_BYTES: usize = 2047;
 const MAX_TOTAL_BYTES: usize = 1 << 20;
 /// `tsvector`'s type oid, fixed for built-in types.
 const TSVECTOR_OID: u32 = 3614;
+/// `tsvector[]`'s type oid.
+const TSVECTOR_ARRAY_OID: u32 = 3643;
 
 /// The tsvector of one lexical document, borrowing its lexemes from the document.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -176,6 +178,12 @@ impl<'a> LexicalTsvector<'a> {
 impl sqlx::Type<Postgres> for LexicalTsvector<'_> {
     fn type_info() -> PgTypeInfo {
         PgTypeInfo::with_oid(Oid(TSVECTOR_OID))
+    }
+}
+
+impl PgHasArrayType for LexicalTsvector<'_> {
+    fn array_type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(TSVECTOR_ARRAY_OID))
     }
 }
 

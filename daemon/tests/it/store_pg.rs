@@ -686,6 +686,9 @@ async fn chunk_tsvectors_equal_the_sql_function_on_the_fixtures() {
     assert!(docs.iter().any(|(doc, _)| !doc.is_ascii()), "the fixtures have non-ASCII documents");
 }
 
+/// Chunks of a file `replace_file` writes with COPY rather than one INSERT (from 256).
+const LARGE_FILE_CHUNKS: usize = 300;
+
 /// Documents `lexical::document` never writes, which a restored backup could still hold:
 /// quotes, backslashes, non-ASCII (some only the server may lowercase), more than 16,383 words,
 /// a word more than 256 times, pieces either side of the 2,046-byte lexeme limit, odd whitespace,
@@ -710,9 +713,9 @@ fn edge_documents() -> Vec<String> {
     ]
 }
 
-/// The edge documents written by `replace_file` (COPY, with the server computing the ones the
-/// client leaves to it), bound as parameters, and restored from a backup: all equal the SQL
-/// function.
+/// The edge documents written by `replace_file` (bound in a multi-row INSERT for a small file and
+/// sent by COPY for a large one, with the server computing the ones the client leaves to it),
+/// bound as parameters, and restored from a backup: all equal the SQL function.
 #[tokio::test]
 async fn chunk_tsvectors_equal_the_sql_function_on_edge_cases() {
     let Some(store) = pg_store().await else { return };
@@ -725,9 +728,17 @@ async fn chunk_tsvectors_equal_the_sql_function_on_edge_cases() {
         chunk.lexical = doc.clone();
     }
     store.replace_file(p, &write, None, None).await.unwrap();
+    // The same documents again and again in one file, large enough for COPY.
+    let large: Vec<String> = (0..LARGE_FILE_CHUNKS).map(|i| format!("large chunk {i}")).collect();
+    let refs: Vec<&str> = large.iter().map(String::as_str).collect();
+    let mut large_write = file("large.ts", &refs);
+    for (chunk, doc) in large_write.chunks.iter_mut().zip(docs.iter().cycle()) {
+        chunk.lexical = doc.clone();
+    }
+    store.replace_file(p, &large_write, None, None).await.unwrap();
     let mut conn = store.pool().acquire().await.unwrap();
     let (rows, differ) = tsvector_mismatches(&mut conn).await;
-    assert_eq!(rows, docs.len() as i64);
+    assert_eq!(rows, (docs.len() + LARGE_FILE_CHUNKS) as i64);
     assert!(differ.is_empty(), "differ from the SQL function: {differ:#?}");
     let computed = docs.iter().filter(|d| LexicalTsvector::new(d).is_some()).count();
     assert!(computed >= 10 && computed < docs.len(), "{computed} of {} computed by the client", docs.len());
@@ -755,11 +766,11 @@ async fn chunk_tsvectors_equal_the_sql_function_on_edge_cases() {
     semdex::backup::restore(&restored, &path, false).await.unwrap();
     let mut conn = restored.pool().acquire().await.unwrap();
     let (rows, differ) = tsvector_mismatches(&mut conn).await;
-    assert_eq!(rows, docs.len() as i64);
+    assert_eq!(rows, (docs.len() + LARGE_FILE_CHUNKS) as i64);
     assert!(differ.is_empty(), "restored rows differ from the SQL function: {differ:#?}");
 }
 
-// put_embeddings: direct COPY, and the staging path when hashes exist or a writer races --------
+// put_embeddings: one INSERT of arrays that keeps stored hashes, also when a writer races ------
 
 fn batch(prefix: &str, n: usize, dims: usize) -> Vec<(String, Vec<f32>)> {
     (0..n)
@@ -775,7 +786,7 @@ fn batch(prefix: &str, n: usize, dims: usize) -> Vec<(String, Vec<f32>)> {
 /// New batches go in whole with their input modes and ids in batch order; a batch with a stored
 /// hash or a repeated one writes only what is new; the count returned is what was written.
 #[tokio::test]
-async fn put_embeddings_copies_new_batches_and_stages_the_rest() {
+async fn put_embeddings_writes_new_batches_whole_and_only_the_new_rest() {
     use semdex::store::InputMode;
 
     let Some(store) = pg_store().await else { return };
@@ -808,18 +819,18 @@ async fn put_embeddings_copies_new_batches_and_stages_the_rest() {
     assert_eq!(store.embeddings_extent(model.id).await.unwrap().0, 10);
 }
 
-/// A writer stores one of a batch's hashes after the batch's check found none and before its
-/// COPY commits: the COPY fails on the unique key, the batch falls back to the staging path and
-/// writes the rest, without an error or a duplicate.
+/// A writer has one of a batch's hashes inserted but not committed when the batch is written:
+/// the batch's INSERT waits on the unique key, then skips that hash and writes the rest, without
+/// an error or a duplicate.
 #[tokio::test]
-async fn put_embeddings_falls_back_when_a_concurrent_writer_stores_a_hash_first() {
+async fn put_embeddings_skips_a_hash_a_concurrent_writer_stores_first() {
     let Some(store) = pg_store().await else { return };
     let store = std::sync::Arc::new(store);
     let model = store.register_model("test", "tiny4", 4).await.unwrap();
     let vectors = batch("raced", 6, 4);
 
-    // The other writer: one of the hashes, inserted but not committed yet, so the batch's check
-    // does not see it and its COPY waits on the unique key.
+    // The other writer: one of the hashes, inserted but not committed yet, so the batch's INSERT
+    // waits on the unique key.
     let mut other = store.pool().begin().await.unwrap();
     sqlx::query("INSERT INTO embeddings (model_id, content_hash, embedding) VALUES ($1, $2, '[1,0,0,0]')")
         .bind(model.id)
@@ -832,12 +843,12 @@ async fn put_embeddings_falls_back_when_a_concurrent_writer_stores_a_hash_first(
         let vectors = vectors.clone();
         tokio::spawn(async move { store.put_embeddings(model.id, &vectors).await })
     };
-    // Commit once the batch's COPY is waiting for the other transaction.
+    // Commit once the batch's INSERT is waiting for the other transaction.
     let mut waited = 0;
     loop {
         let waiting: i64 = sqlx::query_scalar(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
-             AND wait_event_type = 'Lock' AND query LIKE 'COPY embeddings%'",
+             AND wait_event_type = 'Lock' AND query LIKE 'INSERT INTO embeddings%'",
         )
         .fetch_one(store.pool())
         .await
@@ -846,7 +857,7 @@ async fn put_embeddings_falls_back_when_a_concurrent_writer_stores_a_hash_first(
             break;
         }
         waited += 1;
-        assert!(waited < 600, "the batch's COPY never waited on the other writer");
+        assert!(waited < 600, "the batch's INSERT never waited on the other writer");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     other.commit().await.unwrap();
@@ -859,6 +870,43 @@ async fn put_embeddings_falls_back_when_a_concurrent_writer_stores_a_hash_first(
     .await
     .unwrap();
     assert_eq!(dups, 0);
+}
+
+/// `put_embeddings` keeps each model's dimensions in the store. Another process that deletes the
+/// model, or gives its id other dimensions (as a restore can), makes the cached value stale: the
+/// store reads the model again, so a call fails or succeeds as an uncached one would.
+#[tokio::test]
+async fn put_embeddings_reads_a_model_again_when_its_cached_dimensions_are_stale() {
+    let Some(store) = pg_store().await else { return };
+    let model = store.register_model("test", "tiny4", 4).await.unwrap();
+    assert_eq!(store.put_embeddings(model.id, &batch("four", 2, 4)).await.unwrap(), 2);
+
+    // Behind the store's back: the model's id now has 3 dimensions.
+    for sql in [
+        format!("DROP INDEX IF EXISTS embeddings_hnsw_m{}", model.id),
+        format!("DELETE FROM embeddings WHERE model_id = {}", model.id),
+        format!("DELETE FROM embedding_models WHERE id = {}", model.id),
+        format!(
+            "INSERT INTO embedding_models (id, provider, model, dimensions) VALUES ({}, 'test', 'tiny3', 3)",
+            model.id
+        ),
+    ] {
+        sqlx::query(&sql).execute(store.pool()).await.unwrap();
+    }
+    let err = store.put_embeddings(model.id, &batch("four again", 2, 4)).await.unwrap_err();
+    assert!(matches!(err, StoreError::Invalid(_)), "{err:?}");
+    assert_eq!(store.put_embeddings(model.id, &batch("three", 3, 3)).await.unwrap(), 3);
+
+    // Deleted: not found, as for a model never registered.
+    for sql in [
+        format!("DELETE FROM embeddings WHERE model_id = {}", model.id),
+        format!("DELETE FROM embedding_models WHERE id = {}", model.id),
+    ] {
+        sqlx::query(&sql).execute(store.pool()).await.unwrap();
+    }
+    let err = store.put_embeddings(model.id, &batch("three again", 2, 3)).await.unwrap_err();
+    assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert_eq!(store.embeddings_extent(model.id).await.unwrap().0, 0);
 }
 
 /// Two writers of the same batches at once, round after round: every vector is stored once,
