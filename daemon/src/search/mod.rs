@@ -389,8 +389,8 @@ impl Drop for Signal {
 }
 
 /// Symbol matches mapped to the chunks holding their definitions. Exact name matches score 3,
-/// prefix 2, substring 1, fuzzy (a typo away) 0.5 (the store orders them; the score here only
-/// explains).
+/// prefix 2, substring 1, fuzzy (a typo away) 0.5: the store orders each word's matches, and
+/// the score orders the words' matches together.
 async fn symbols(
     store: &dyn Store,
     query: &str,

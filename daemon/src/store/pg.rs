@@ -14,10 +14,11 @@
 //! a temporary table and moved into `embeddings` the same way. On this schema a parameterised
 //! statement per file or batch measured as fast as COPY (benches/results/store.md): the server's
 //! work per row (the GIN index, TOAST) outweighs the protocol. Symbols and imports, fewer and
-//! narrower, go in as one `INSERT ... SELECT FROM UNNEST(...)` each. Project stats are kept by statement-level triggers (see the migration), so a bulk write
-//! costs one stats update per statement. The price: a file's transaction holds its project's row
-//! lock from its first write to its commit, so concurrent writers to one project take turns
-//! (writers to different projects do not).
+//! narrower, go in as one `INSERT ... SELECT FROM UNNEST(...)` each. Project stats are kept by
+//! statement-level triggers (see the migration), so a bulk write costs one stats update per
+//! statement. The price: a file's transaction holds its project's row lock from its first write
+//! to its commit, so concurrent writers to one project take turns (writers to different projects
+//! do not).
 //!
 //! **pgvector is optional.** With it, `embeddings.embedding` is an untyped `vector` and each
 //! registered model gets a partial HNSW index on `(embedding::halfvec(D))` (D <= 4,000; above that
@@ -515,22 +516,20 @@ impl PgStore {
         Ok(inserted)
     }
 
-    /// Writes a batch through a temporary table: binary COPY into it, then
-    /// `INSERT ... SELECT ... ON CONFLICT DO NOTHING` into `embeddings`, which keeps what is
-    /// already stored. Returns how many were new.
+    /// Writes a batch into a `real[]` column (a server without pgvector) through a temporary
+    /// table: binary COPY into it, then `INSERT ... SELECT ... ON CONFLICT DO NOTHING` into
+    /// `embeddings`, which keeps what is already stored. Returns how many were new.
     async fn stage_embeddings(
         &self,
         model_id: i64,
         vectors: &[(String, Vec<f32>)],
         modes: &[InputMode],
-        as_vector: bool,
     ) -> Result<u64> {
-        let column_type = if as_vector { "vector" } else { "real[]" };
         let mut tx = self.pool.begin().await.map_err(db_err)?;
-        sqlx::query(&format!(
+        sqlx::query(
             "CREATE TEMP TABLE semdex_embeddings_stage (ord int8 NOT NULL, content_hash text NOT NULL, \
-             embedding {column_type} NOT NULL, input_mode text NOT NULL) ON COMMIT DROP"
-        ))
+             embedding real[] NOT NULL, input_mode text NOT NULL) ON COMMIT DROP",
+        )
         .execute(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -539,7 +538,7 @@ impl PgStore {
             "COPY semdex_embeddings_stage (ord, content_hash, embedding, input_mode) FROM STDIN (FORMAT binary)",
             vectors,
             modes,
-            as_vector,
+            false,
             |ord| ord as i64,
         )
         .await?;
@@ -1211,7 +1210,7 @@ impl Store for PgStore {
             let written = if as_vector {
                 self.insert_embeddings(model_id, vectors, modes).await
             } else {
-                self.stage_embeddings(model_id, vectors, modes, as_vector).await
+                self.stage_embeddings(model_id, vectors, modes).await
             };
             match written {
                 // The cached dimensions may be stale: the model was deleted (foreign key) or

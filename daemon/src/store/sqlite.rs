@@ -312,6 +312,13 @@ impl SqliteStore {
     }
 }
 
+/// A symbol phase's test for an exact match of `?1` (ASCII-lowercased) by name or qualified name.
+macro_rules! exact_symbol {
+    () => {
+        "(lower(s.name) = ?1 OR lower(s.qualified_name) = ?1)"
+    };
+}
+
 /// The SQL phases of a symbol search, each filling what the previous left.
 #[derive(Clone, Copy)]
 enum SymbolPhase {
@@ -347,13 +354,20 @@ impl SqliteStore {
             SymbolPhase::Leading => (
                 "((lower(s.name) >= ?1 AND lower(s.name) < ?2) \
                   OR (lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2))",
-                "(lower(s.name) = ?1 OR lower(s.qualified_name) = ?1) DESC, \
-                 (CASE WHEN lower(s.name) = ?1 OR lower(s.qualified_name) = ?1 THEN lower(s.name) = ?1 \
-                  ELSE lower(s.name) >= ?1 AND lower(s.name) < ?2 END) DESC, s.exported DESC, \
-                 (CASE WHEN lower(s.name) = ?1 OR lower(s.qualified_name) = ?1 THEN length(s.qualified_name) \
-                  ELSE length(s.name) END), \
-                 (CASE WHEN lower(s.name) = ?1 OR lower(s.qualified_name) = ?1 THEN s.qualified_name \
-                  ELSE s.name END)",
+                concat!(
+                    exact_symbol!(),
+                    " DESC, ",
+                    "(CASE WHEN ",
+                    exact_symbol!(),
+                    " THEN lower(s.name) = ?1 ",
+                    "ELSE lower(s.name) >= ?1 AND lower(s.name) < ?2 END) DESC, s.exported DESC, ",
+                    "(CASE WHEN ",
+                    exact_symbol!(),
+                    " THEN length(s.qualified_name) ELSE length(s.name) END), ",
+                    "(CASE WHEN ",
+                    exact_symbol!(),
+                    " THEN s.qualified_name ELSE s.name END)"
+                ),
             ),
             // LIKE folds ASCII case as lower() does, at a third of the cost of instr(lower()).
             SymbolPhase::Substring if trigrams => (
