@@ -152,7 +152,7 @@ async fn breakdown(
     project_id: i64,
     per_query: &mut std::collections::HashMap<(&str, usize), Vec<Duration>>,
 ) {
-    use semdex::store::SearchScope;
+    use semdex::store::{SearchScope, TermMatch};
     let scope = SearchScope { project_ids: vec![project_id], languages: Vec::new(), kinds: Vec::new() };
     let median = |f: &mut Vec<Duration>| {
         f.sort_unstable();
@@ -189,7 +189,7 @@ async fn breakdown(
         let mut fetch = Vec::new();
         for _ in 0..10 {
             let t0 = Instant::now();
-            let scored = engine.store.lexical_search(&terms, &scope, 50).await.expect("lexical");
+            let scored = engine.store.lexical_search(&terms, TermMatch::Any, &scope, 50).await.expect("lexical");
             lex.push(t0.elapsed());
             let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
             let t0 = Instant::now();

@@ -19,7 +19,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::engine::Engine;
 use crate::lexical;
-use crate::store::{ChunkView, SearchScope, SharedStore, Store, SymbolView};
+use crate::store::{ChunkView, SearchScope, SharedStore, Store, SymbolView, TermMatch};
 
 /// Which signals a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -339,17 +339,43 @@ async fn chunks_for(
 }
 
 /// Full-text matches of the query's terms, best first; `None` when the query has no term.
+///
+/// When at least `k` chunks hold every term, only those are ranked; else, for three to
+/// [`QUORUM_MAX_TERMS`] terms, the chunks holding all but one when there are `k` of them;
+/// otherwise every chunk holding any term. Common words together can match half the index and
+/// BM25 must score every match (nothing prunes it), while the chunks holding most of the terms
+/// are far fewer and are where the best matches of several terms are found
+/// (`benches/results/search_modes.md`).
 async fn lexical_hits(store: &dyn Store, query: &str, scope: &SearchScope, k: i64) -> SignalOutput {
     let terms = lexical::lexical_terms(query);
     if terms.is_empty() {
         return Ok(None);
     }
-    let scored = store.lexical_search(&terms, scope, k).await?;
+    let n = terms.len();
+    let mut levels = Vec::new();
+    if n > 1 {
+        levels.push(TermMatch::All);
+    }
+    if (3..=QUORUM_MAX_TERMS).contains(&n) {
+        levels.push(TermMatch::AtLeast(n - 1));
+    }
+    levels.push(TermMatch::Any);
+    let mut scored = Vec::new();
+    for matching in levels {
+        scored = store.lexical_search(&terms, matching, scope, k).await?;
+        if scored.len() as i64 >= k {
+            break;
+        }
+    }
     let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
     let by_id: HashMap<i64, ChunkView> = store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
     let hits = scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
     Ok(Some(hits.collect()))
 }
+
+/// The most terms for which the lexical signal tries chunks holding all but one of them: that
+/// match is every combination of n - 1 terms, n groups in one full-text query.
+const QUORUM_MAX_TERMS: usize = 8;
 
 /// What a signal task yields: its hits best first with its own scores, `None` when it has nothing
 /// to search for.

@@ -265,6 +265,56 @@ pub struct ChunkView {
     pub index_run_id: Option<i64>,
 }
 
+/// Which chunks a lexical search ranks: those holding any of its terms, every one, or at least
+/// some number of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TermMatch {
+    Any,
+    All,
+    AtLeast(usize),
+}
+
+impl TermMatch {
+    /// The match as groups of term indexes, each group ANDed and the groups ORed: at least `k`
+    /// of `n` terms is every combination of `k` of them. `k` is clamped to `1..=n`.
+    pub fn groups(self, n: usize) -> Vec<Vec<usize>> {
+        let k = match self {
+            TermMatch::Any => 1,
+            TermMatch::All => n,
+            TermMatch::AtLeast(k) => k.clamp(1, n.max(1)),
+        };
+        let mut groups = Vec::new();
+        let mut pick: Vec<usize> = (0..k).collect();
+        if n == 0 {
+            return groups;
+        }
+        loop {
+            groups.push(pick.clone());
+            // The next combination in lexicographic order, if any.
+            let Some(i) = (0..k).rev().find(|&i| pick[i] < n - k + i) else { return groups };
+            pick[i] += 1;
+            for j in i + 1..k {
+                pick[j] = pick[j - 1] + 1;
+            }
+        }
+    }
+
+    /// A full-text query of the match over quoted `parts`, with the backend's `and` and `or`
+    /// operators; `None` without parts.
+    pub(crate) fn query(self, parts: &[String], and: &str, or: &str) -> Option<String> {
+        let groups = self.groups(parts.len());
+        let several = groups.len() > 1;
+        let joined: Vec<String> = groups
+            .iter()
+            .map(|group| {
+                let all = group.iter().map(|&i| parts[i].as_str()).collect::<Vec<_>>().join(and);
+                if several && group.len() > 1 { format!("({all})") } else { all }
+            })
+            .collect();
+        (!joined.is_empty()).then(|| joined.join(or))
+    }
+}
+
 /// A scored hit from a store-side search signal.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScoredChunk {
@@ -842,13 +892,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     }
     /// Embedding ids of the chunks in scope (the allowed set for filtered vector search).
     async fn embedding_ids_in_scope(&self, model_id: i64, scope: &SearchScope) -> Result<Vec<i64>>;
-    /// Full-text search over chunks' lexical documents; `query` is a list of terms (ORed,
-    /// ranked by BM25 or its approximation, best first). Each term is matched as a whole token
-    /// (query syntax inside a term is text); a trailing `*` makes it a prefix. Terms without a
-    /// word character are dropped. An empty scope finds nothing.
+    /// Full-text search over chunks' lexical documents; `terms` is a list of terms, of which a
+    /// chunk must hold any or all as `matching` says, ranked by BM25 or its approximation, best
+    /// first. Each term is matched as a whole token (query syntax inside a term is text); a
+    /// trailing `*` makes it a prefix. Terms without a word character are dropped. An empty
+    /// scope finds nothing.
     async fn lexical_search(
         &self,
         terms: &[String],
+        matching: TermMatch,
         scope: &SearchScope,
         limit: i64,
     ) -> Result<Vec<ScoredChunk>>;
@@ -1051,4 +1103,20 @@ fn like_escape(s: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::TermMatch;
+
+    #[test]
+    fn term_groups_are_the_combinations() {
+        assert_eq!(TermMatch::Any.groups(3), [[0], [1], [2]]);
+        assert_eq!(TermMatch::All.groups(3), [[0, 1, 2]]);
+        assert_eq!(TermMatch::AtLeast(2).groups(3), [[0, 1], [0, 2], [1, 2]]);
+        assert_eq!(TermMatch::AtLeast(2).groups(4).len(), 6);
+        assert_eq!(TermMatch::AtLeast(9).groups(2), [[0, 1]]);
+        assert_eq!(TermMatch::AtLeast(0).groups(2), [[0], [1]]);
+        assert!(TermMatch::All.groups(0).is_empty());
+    }
 }

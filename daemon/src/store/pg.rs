@@ -50,7 +50,7 @@ use super::{
     NewReview, NewTask, NewToken, NewUser, Project, Result, Review, RunCounts, RunEvent, RunStatus,
     ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView, Task, TaskFilter, TaskUpdate, User,
 };
-use super::{FileDetail, FileRecord, FileView, ImportRecord, LexicalTsvector};
+use super::{FileDetail, FileRecord, FileView, ImportRecord, LexicalTsvector, TermMatch};
 
 /// The PostgreSQL migrations, embedded at build time.
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/postgres");
@@ -1403,10 +1403,11 @@ impl Store for PgStore {
     async fn lexical_search(
         &self,
         terms: &[String],
+        matching: TermMatch,
         scope: &SearchScope,
         limit: i64,
     ) -> Result<Vec<ScoredChunk>> {
-        let Some(query) = ts_query(terms) else { return Ok(Vec::new()) };
+        let Some(query) = ts_query(terms, matching) else { return Ok(Vec::new()) };
         if scope.project_ids.is_empty() || limit <= 0 {
             return Ok(Vec::new());
         }
@@ -2825,7 +2826,7 @@ fn check_lease(secs: i64) -> Result<()> {
 /// term lowercased and quoted as a lexeme (a term with spaces becomes a phrase of its words), a
 /// trailing `*` kept as a prefix search, all ORed. Terms without a word character are dropped, as
 /// the SQLite backend drops them. `None` when no term is left.
-fn ts_query(terms: &[String]) -> Option<String> {
+fn ts_query(terms: &[String], matching: TermMatch) -> Option<String> {
     let parts: Vec<String> = terms
         .iter()
         .filter_map(|term| {
@@ -2852,7 +2853,7 @@ fn ts_query(terms: &[String]) -> Option<String> {
             Some(format!("({})", phrase.join(" <-> ")))
         })
         .collect();
-    (!parts.is_empty()).then(|| parts.join(" | "))
+    matching.query(&parts, " & ", " | ")
 }
 
 /// Maps a driver error to a typed store error. Messages name constraints and relations, never
@@ -3435,9 +3436,25 @@ mod tests {
     #[test]
     fn tsquery_quotes_terms_and_keeps_prefixes() {
         let terms: Vec<String> = ["User_Id", "creat*", "it's a\\b", "!!!", "**"].map(String::from).to_vec();
-        assert_eq!(ts_query(&terms).as_deref(), Some("('user_id') | ('creat':*) | ('it''s' <-> 'a\\\\b')"));
-        assert_eq!(ts_query(&["-".to_string()]), None);
-        assert_eq!(ts_query(&[]), None);
+        assert_eq!(
+            ts_query(&terms, TermMatch::Any).as_deref(),
+            Some("('user_id') | ('creat':*) | ('it''s' <-> 'a\\\\b')")
+        );
+        assert_eq!(
+            ts_query(&terms, TermMatch::All).as_deref(),
+            Some("('user_id') & ('creat':*) & ('it''s' <-> 'a\\\\b')")
+        );
+        assert_eq!(
+            ts_query(&terms[..2], TermMatch::AtLeast(2)).as_deref(),
+            Some("('user_id') & ('creat':*)")
+        );
+        let three: Vec<String> = ["a", "b", "c"].map(String::from).to_vec();
+        assert_eq!(
+            ts_query(&three, TermMatch::AtLeast(2)).as_deref(),
+            Some("(('a') & ('b')) | (('a') & ('c')) | (('b') & ('c'))")
+        );
+        assert_eq!(ts_query(&["-".to_string()], TermMatch::Any), None);
+        assert_eq!(ts_query(&[], TermMatch::All), None);
     }
 
     #[test]

@@ -37,7 +37,7 @@ use super::{
     NewReview, NewTask, NewToken, NewUser, Project, Result, Review, RunCounts, RunEvent, RunStatus,
     ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView, Task, TaskFilter, TaskUpdate, User,
 };
-use super::{FileDetail, FileRecord, FileView, ImportRecord};
+use super::{FileDetail, FileRecord, FileView, ImportRecord, TermMatch};
 
 /// The SQLite migrations, embedded at build time.
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -322,8 +322,12 @@ macro_rules! exact_symbol {
 /// The SQL phases of a symbol search, each filling what the previous left.
 #[derive(Clone, Copy)]
 enum SymbolPhase {
-    /// Exact matches of the name or qualified name first, then prefixes of either.
+    /// Exact matches of the name or qualified name first, then prefixes of the name.
     Leading,
+    /// Prefixes of the qualified name only (`Query.fetch` for `query`). They sort after every
+    /// row of [`SymbolPhase::Leading`] in one order, so they are read only when that phase
+    /// leaves room: a class's members all share its prefix and there can be hundreds.
+    QualifiedPrefix,
     Substring,
 }
 
@@ -348,12 +352,15 @@ impl SqliteStore {
         let trigrams = q.chars().count() >= 3;
         let (condition, order) = match phase {
             // Every string with the prefix `q` sorts in [q, q + U+10FFFF), so prefix matching is
-            // an index range on lower(name); exact matches are the ranges' first rows. Exact
-            // matches come first (name before qualified name, exported, shorter qualified names),
-            // then prefixes (name before qualified name, exported, shorter names).
-            SymbolPhase::Leading => (
-                "((lower(s.name) >= ?1 AND lower(s.name) < ?2) \
-                  OR (lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2))",
+            // an index range on lower(name) or lower(qualified_name). One order for both phases:
+            // exact matches first (name before qualified name, exported, shorter qualified
+            // names), then prefixes (name before qualified name, exported, shorter names).
+            SymbolPhase::Leading | SymbolPhase::QualifiedPrefix => (
+                if matches!(phase, SymbolPhase::Leading) {
+                    "((lower(s.name) >= ?1 AND lower(s.name) < ?2) OR lower(s.qualified_name) = ?1)"
+                } else {
+                    "(lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2)"
+                },
                 concat!(
                     exact_symbol!(),
                     " DESC, ",
@@ -1286,10 +1293,11 @@ impl Store for SqliteStore {
     async fn lexical_search(
         &self,
         terms: &[String],
+        matching: TermMatch,
         scope: &SearchScope,
         limit: i64,
     ) -> Result<Vec<ScoredChunk>> {
-        let Some(query) = fts_query(terms) else { return Ok(Vec::new()) };
+        let Some(query) = fts_query(terms, matching) else { return Ok(Vec::new()) };
         if scope.project_ids.is_empty() || limit <= 0 {
             return Ok(Vec::new());
         }
@@ -1365,7 +1373,7 @@ impl Store for SqliteStore {
         futures::future::try_join_all(qs.iter().map(|q| async move {
             let mut out = Vec::new();
             if !q.is_empty() {
-                for phase in [SymbolPhase::Leading, SymbolPhase::Substring] {
+                for phase in [SymbolPhase::Leading, SymbolPhase::QualifiedPrefix, SymbolPhase::Substring] {
                     self.symbol_phase(q, phase, scope, limit, &mut out).await?;
                 }
             }
@@ -2364,7 +2372,7 @@ fn lease_modifier(secs: i64) -> Result<String> {
 
 /// The FTS5 query for a list of terms: each quoted (so no term is read as query syntax), a
 /// trailing `*` kept as a prefix search, all ORed. `None` when no term has a word character.
-fn fts_query(terms: &[String]) -> Option<String> {
+fn fts_query(terms: &[String], matching: TermMatch) -> Option<String> {
     let parts: Vec<String> = terms
         .iter()
         .filter_map(|term| {
@@ -2380,7 +2388,7 @@ fn fts_query(terms: &[String]) -> Option<String> {
             Some(if prefix { quoted + "*" } else { quoted })
         })
         .collect();
-    (!parts.is_empty()).then(|| parts.join(" OR "))
+    matching.query(&parts, " AND ", " OR ")
 }
 
 fn encode_vector(vector: &[f32]) -> Vec<u8> {
@@ -2859,9 +2867,20 @@ mod tests {
     #[test]
     fn fts_query_quotes_terms_and_keeps_prefixes() {
         let terms: Vec<String> = ["user_id", "creat*", "say \"hi\"", "!!!", "**"].map(String::from).to_vec();
-        assert_eq!(fts_query(&terms).as_deref(), Some("\"user_id\" OR \"creat\"* OR \"say \"\"hi\"\"\""));
-        assert_eq!(fts_query(&["-".to_string()]), None);
-        assert_eq!(fts_query(&[]), None);
+        assert_eq!(
+            fts_query(&terms, TermMatch::Any).as_deref(),
+            Some("\"user_id\" OR \"creat\"* OR \"say \"\"hi\"\"\"")
+        );
+        assert_eq!(
+            fts_query(&terms, TermMatch::All).as_deref(),
+            Some("\"user_id\" AND \"creat\"* AND \"say \"\"hi\"\"\"")
+        );
+        assert_eq!(
+            fts_query(&terms, TermMatch::AtLeast(2)).as_deref(),
+            Some("(\"user_id\" AND \"creat\"*) OR (\"user_id\" AND \"say \"\"hi\"\"\") OR (\"creat\"* AND \"say \"\"hi\"\"\")")
+        );
+        assert_eq!(fts_query(&["-".to_string()], TermMatch::Any), None);
+        assert_eq!(fts_query(&[], TermMatch::All), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use semdex::config::{Config, Overrides};
 use semdex::engine::Engine;
 use semdex::indexing::{self, IndexOptions};
 use semdex::search::{self, Expansion, Mode, SearchError, SearchHit, SearchRequest};
-use semdex::store::{NewProject, Project};
+use semdex::store::{NewProject, Project, TermMatch};
 use tokio_util::sync::CancellationToken;
 
 use crate::Backend;
@@ -23,6 +23,15 @@ struct Indexed {
 /// A fresh engine on `backend` with `fixtures/ts-app` indexed; `None` when PostgreSQL is asked
 /// for but not configured (see `support`).
 async fn indexed(backend: Backend) -> Option<Indexed> {
+    indexed_with(backend, |engine, _| Box::pin(async move { index_fixture(engine, "ts-app").await })).await
+}
+
+/// A fresh engine on `backend` with the project `index` registers and indexes; it is given the
+/// engine and a scratch directory that lives as long as the result.
+async fn indexed_with(
+    backend: Backend,
+    index: impl for<'a> FnOnce(&'a Engine, &'a std::path::Path) -> futures::future::BoxFuture<'a, Project>,
+) -> Option<Indexed> {
     let database_url = match backend {
         Backend::Sqlite => None,
         Backend::Postgres => Some(support::pg_database().await?),
@@ -33,13 +42,18 @@ async fn indexed(backend: Backend) -> Option<Indexed> {
         Overrides { data_dir: Some(dir.path().join("data")), database_url, ..Overrides::default() };
     let config = Config::load_with(&overrides, &|name| env.get(name).cloned()).unwrap();
     let engine = Engine::open(config).await.unwrap();
-    let project = index_fixture(&engine, "ts-app").await;
+    let project = index(&engine, dir.path()).await;
     Some(Indexed { _dir: dir, engine, project: project.id })
 }
 
 /// Registers `fixtures/<name>` as a project named `name` and indexes it in one run.
 pub async fn index_fixture(engine: &Engine, name: &str) -> Project {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures").join(name);
+    index_dir(engine, name, &root).await
+}
+
+/// Registers `root` as a project named `name` and indexes it in one run.
+async fn index_dir(engine: &Engine, name: &str, root: &std::path::Path) -> Project {
     let root = std::fs::canonicalize(root).unwrap();
     let project = engine
         .store
@@ -201,3 +215,57 @@ async fn fuzzy_symbols(backend: Backend) {
     assert!(ix.search("zzyzx", Mode::Symbol, &[]).await.is_empty());
 }
 both!(fuzzy_symbol_matches_find_typos, fuzzy_symbols);
+
+/// The lexical signal ranks only the chunks holding every term when there are at least as many
+/// as it fetches (50), else those holding all terms but one (three terms or more) when there are
+/// enough, and every chunk holding any term otherwise. The corpus is built so that the rankings
+/// differ: short chunks repeating one term outrank long chunks holding two.
+async fn lexical_all_terms(backend: Backend) {
+    let ix = indexed_with(backend, |engine, dir| {
+        Box::pin(async move {
+            let root = dir.join("repo");
+            std::fs::create_dir_all(&root).unwrap();
+            // Long chunks: fifteen lines of filler inside the function body.
+            let filler = format!("  // {}\n", "padding ".repeat(10)).repeat(15);
+            let write = |name: String, body: String| std::fs::write(root.join(name), body).unwrap();
+            for i in 0..60 {
+                write(format!("both{i}.ts"), format!("export function both{i}() {{\n{filler}  return \"alpha beta\";\n}}\n"));
+            }
+            for i in 0..8 {
+                write(format!("few{i}.ts"), format!("export function few{i}() {{\n{filler}  return \"alpha gamma\";\n}}\n"));
+            }
+            for i in 0..80 {
+                write(format!("one{i}.ts"), format!("export const one{i} = \"alpha alpha alpha alpha\";\n"));
+                write(format!("two{i}.ts"), format!("export const two{i} = \"beta beta beta beta\";\n"));
+            }
+            index_dir(engine, "terms", &root).await
+        })
+    })
+    .await;
+    let Some(ix) = ix else { return };
+    let holds = |hit: &SearchHit, term: &str| hit.chunk.content.split(|c: char| !c.is_alphanumeric()).any(|w| w == term);
+    let scope = semdex::store::SearchScope { project_ids: vec![ix.project], languages: vec![], kinds: vec![] };
+    // Chunks holding alpha and beta: 60; alpha and gamma: 8; two terms of three: 68.
+    for (query, least) in [("alpha beta", 2), ("alpha gamma", 1), ("alpha beta gamma", 2)] {
+        let terms: Vec<String> = query.split(' ').map(String::from).collect();
+        let held = |hit: &SearchHit| terms.iter().filter(|t| holds(hit, t)).count();
+        // Ranking every chunk holding any term puts short chunks holding one term first.
+        let any = ix.engine.store.lexical_search(&terms, TermMatch::Any, &scope, 10).await.unwrap();
+        let any = ix.engine.store.chunks(&any.iter().map(|h| h.chunk_id).collect::<Vec<_>>()).await.unwrap();
+        assert!(
+            any.iter().any(|c| c.path.starts_with("one")),
+            "{query:?}: {:?}",
+            any.iter().map(|c| &c.path).collect::<Vec<_>>()
+        );
+        let hits = ix.search(query, Mode::Lexical, &[]).await;
+        assert_eq!(hits.len(), 10, "{query:?}: {:?}", paths(&hits));
+        assert!(hits.iter().all(|h| held(h) >= least), "{query:?}: {:?}", paths(&hits));
+        if least == 1 {
+            // Too few chunks hold two terms: the ranking of any term stands, as the store gives it.
+            let expected: Vec<&str> = any.iter().map(|c| c.path.as_str()).collect();
+            assert_eq!(paths(&hits), expected, "{query:?}");
+            assert!(hits.iter().any(|h| held(h) == 1), "{query:?}: {:?}", paths(&hits));
+        }
+    }
+}
+both!(lexical_signal_ranks_chunks_holding_every_term_when_enough_do, lexical_all_terms);

@@ -5,7 +5,7 @@
 
 use semdex::store::{
     ChunkRecord, FileRecord, FileWrite, ImportRecord, NewProject, NewToken, Project, RunCounts, RunStatus,
-    SearchScope, SqliteStore, Store, StoreError, SymbolRecord,
+    SearchScope, SqliteStore, Store, StoreError, SymbolRecord, TermMatch,
 };
 
 // Fixtures ----------------------------------------------------------------------------------
@@ -173,8 +173,17 @@ async fn stats(store: &dyn Store, id: i64) -> (i64, i64, i64) {
 }
 
 async fn lexical(store: &dyn Store, terms: &[&str], scope: &SearchScope) -> Vec<String> {
+    lexical_matching(store, terms, TermMatch::Any, scope).await
+}
+
+async fn lexical_matching(
+    store: &dyn Store,
+    terms: &[&str],
+    matching: TermMatch,
+    scope: &SearchScope,
+) -> Vec<String> {
     let terms: Vec<String> = terms.iter().map(|t| t.to_string()).collect();
-    let hits = store.lexical_search(&terms, scope, 10).await.unwrap();
+    let hits = store.lexical_search(&terms, matching, scope, 10).await.unwrap();
     let ids: Vec<i64> = hits.iter().map(|h| h.chunk_id).collect();
     for pair in hits.windows(2) {
         assert!(pair[0].score >= pair[1].score, "scores not descending: {hits:?}");
@@ -571,6 +580,15 @@ pub async fn suite_lexical_search(store: &dyn Store) {
     // ORed: either term matches.
     let either = lexical(store, &["misc", "legacy"], &in_p).await;
     assert_eq!(either.len(), 2, "{either:?}");
+    // ANDed: only chunks holding every term.
+    assert!(lexical_matching(store, &["misc", "legacy"], TermMatch::All, &in_p).await.is_empty());
+    assert_eq!(
+        lexical_matching(store, &["createuser", "user_id"], TermMatch::All, &in_p).await,
+        ["src/users.ts#0"]
+    );
+    let mut all = lexical_matching(store, &["function", "creat*"], TermMatch::All, &in_p).await;
+    all.sort();
+    assert_eq!(all, ["lib/legacy.js#0", "src/misc.ts#0", "src/users.ts#0"]);
 
     let ts_only =
         SearchScope { project_ids: vec![p.id], languages: vec!["typescript".into()], kinds: vec![] };
@@ -683,6 +701,29 @@ pub async fn suite_symbol_search(store: &dyn Store) {
         ["a.ts:Parser.parseBody"]
     );
     assert_eq!(found(store.symbol_search("parse", &scope(&[q.id]), 20).await.unwrap()), ["c.ts:parse"]);
+    // A prefix of the qualified name alone (a class's members) ranks after every prefix of a
+    // name, and is found while there is room.
+    let r = project(store, "sym-members").await;
+    store
+        .replace_file(
+            r.id,
+            &file("d.ts")
+                .chunk("", "w")
+                .symbol("Queue", "class", true, None)
+                .symbol("Queue.push", "method", true, Some(0))
+                .symbol("Queue.pop", "method", true, Some(0))
+                .symbol("queueLength", "function", false, None)
+                .build(),
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+    let queue = ["d.ts:Queue", "d.ts:queueLength", "d.ts:Queue.pop", "d.ts:Queue.push"];
+    for limit in 1..=5 {
+        let got = found(store.symbol_search("queue", &scope(&[r.id]), limit as i64).await.unwrap());
+        assert_eq!(got, queue[..limit.min(4)], "limit {limit}");
+    }
     assert!(store.symbol_search("", &scope(&[p.id]), 20).await.unwrap().is_empty());
     assert!(store.symbol_search("zzz", &scope(&[p.id]), 20).await.unwrap().is_empty());
     // Substring matches only, in the phase's order (name matches, exported, shorter, name,
@@ -1613,7 +1654,7 @@ async fn sqlite_concurrent_writes_queue() {
             let w =
                 file(&format!("f{i}.ts")).chunk("", &format!("const v{i} = {i};")).chunk("", "same").build();
             store.replace_file(p.id, &w, None, None).await?;
-            store.lexical_search(&["same".to_string()], &scope(&[p.id]), 5).await?;
+            store.lexical_search(&["same".to_string()], TermMatch::Any, &scope(&[p.id]), 5).await?;
             store.file_states(p.id).await.map(|_| ())
         }));
     }

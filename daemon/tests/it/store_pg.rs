@@ -5,7 +5,7 @@
 
 use semdex::store::{
     ChunkRecord, FileRecord, FileWrite, ImportRecord, LexicalTsvector, NewProject, PgStore, RunStatus,
-    SearchScope, Store, StoreError, SymbolRecord,
+    SearchScope, Store, StoreError, SymbolRecord, TermMatch,
 };
 use sqlx::Connection;
 
@@ -368,12 +368,12 @@ async fn replace_file_writes_everything_and_keeps_stats_incrementally() {
     assert_eq!(store.import_neighbours(p, "src/util.ts", true, u32::MAX).await.unwrap().len(), 1);
 
     let scope = SearchScope { project_ids: vec![p], ..SearchScope::default() };
-    let hits = store.lexical_search(&["user_id".into()], &scope, 10).await.unwrap();
+    let hits = store.lexical_search(&["user_id".into()], TermMatch::Any, &scope, 10).await.unwrap();
     let chunks = store.chunks(&hits.iter().map(|h| h.chunk_id).collect::<Vec<_>>()).await.unwrap();
     assert_eq!(chunks.first().map(|c| c.path.as_str()), Some("src/util.ts"));
     assert_eq!(chunks[0].commit_sha.as_deref(), Some("abc1234"));
     assert_eq!(chunks[0].index_run_id, Some(run.id));
-    let prefixed = store.lexical_search(&["pars*".into()], &scope, 10).await.unwrap();
+    let prefixed = store.lexical_search(&["pars*".into()], TermMatch::Any, &scope, 10).await.unwrap();
     assert_eq!(prefixed.len(), 1);
     let symbols = store.symbol_search("parseuser", &scope, 10).await.unwrap();
     assert_eq!(symbols.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["parseUserId"]);

@@ -1,0 +1,1 @@
+DROP INDEX chunks_file_lines_idx;
