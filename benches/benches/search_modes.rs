@@ -189,7 +189,8 @@ async fn breakdown(
         let mut fetch = Vec::new();
         for _ in 0..10 {
             let t0 = Instant::now();
-            let scored = engine.store.lexical_search(&terms, TermMatch::Any, &scope, 50).await.expect("lexical");
+            let scored =
+                engine.store.lexical_search(&terms, TermMatch::Any, &scope, 50).await.expect("lexical");
             lex.push(t0.elapsed());
             let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
             let t0 = Instant::now();

@@ -373,9 +373,11 @@ async fn lexical_hits(store: &dyn Store, query: &str, scope: &SearchScope, k: i6
     Ok(Some(hits.collect()))
 }
 
-/// The most terms for which the lexical signal tries chunks holding all but one of them: that
-/// match is every combination of n - 1 terms, n groups in one full-text query.
-const QUORUM_MAX_TERMS: usize = 8;
+/// The most terms for which the lexical signal tries chunks holding all but one of them. That
+/// match is every combination of n - 1 terms, n groups in one full-text query, and the full-text
+/// index walks every term's postings once per group: at five terms the query cost as much as
+/// ranking every chunk holding any term (`benches/results/search_modes.md`).
+const QUORUM_MAX_TERMS: usize = 4;
 
 /// What a signal task yields: its hits best first with its own scores, `None` when it has nothing
 /// to search for.

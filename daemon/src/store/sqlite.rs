@@ -319,6 +319,15 @@ macro_rules! exact_symbol {
     };
 }
 
+/// A symbol phase's substring test: contains `?8` (LIKE-escaped). The pattern is built in SQL:
+/// a bound LIKE pattern is an input to the plan, and SQLite prepares the statement again each
+/// time its value changes.
+macro_rules! contains_q {
+    () => {
+        "LIKE ('%' || ?8 || '%') ESCAPE '\\'"
+    };
+}
+
 /// The SQL phases of a symbol search, each filling what the previous left.
 #[derive(Clone, Copy)]
 enum SymbolPhase {
@@ -378,13 +387,18 @@ impl SqliteStore {
             ),
             // LIKE folds ASCII case as lower() does, at a third of the cost of instr(lower()).
             SymbolPhase::Substring if trigrams => (
-                "s.id IN (SELECT rowid FROM symbols_trigram WHERE symbols_trigram MATCH ?9) \
-                 AND (s.name LIKE ?8 ESCAPE '\\' OR s.qualified_name LIKE ?8 ESCAPE '\\')",
-                "(s.name LIKE ?8 ESCAPE '\\') DESC, s.exported DESC, length(s.name), s.name",
+                concat!(
+                    "s.id IN (SELECT rowid FROM symbols_trigram WHERE symbols_trigram MATCH ?9) AND (s.name ",
+                    contains_q!(),
+                    " OR s.qualified_name ",
+                    contains_q!(),
+                    ")"
+                ),
+                concat!("(s.name ", contains_q!(), ") DESC, s.exported DESC, length(s.name), s.name"),
             ),
             SymbolPhase::Substring => (
-                "(s.name LIKE ?8 ESCAPE '\\' OR s.qualified_name LIKE ?8 ESCAPE '\\')",
-                "(s.name LIKE ?8 ESCAPE '\\') DESC, s.exported DESC, length(s.name), s.name",
+                concat!("(s.name ", contains_q!(), " OR s.qualified_name ", contains_q!(), ")"),
+                concat!("(s.name ", contains_q!(), ") DESC, s.exported DESC, length(s.name), s.name"),
             ),
         };
         let seen: Vec<i64> = out.iter().map(|s| s.id).collect();
@@ -403,7 +417,7 @@ impl SqliteStore {
             .bind(json_list(&seen))
             .bind(remaining)
             .bind(kinds(scope))
-            .bind(format!("%{}%", like_escape(q)));
+            .bind(like_escape(q));
         if matches!(phase, SymbolPhase::Substring) && trigrams {
             query = query.bind(format!("\"{}\"", q.replace('"', "\"\"")));
         }
@@ -2877,7 +2891,9 @@ mod tests {
         );
         assert_eq!(
             fts_query(&terms, TermMatch::AtLeast(2)).as_deref(),
-            Some("(\"user_id\" AND \"creat\"*) OR (\"user_id\" AND \"say \"\"hi\"\"\") OR (\"creat\"* AND \"say \"\"hi\"\"\")")
+            Some(
+                "(\"user_id\" AND \"creat\"*) OR (\"user_id\" AND \"say \"\"hi\"\"\") OR (\"creat\"* AND \"say \"\"hi\"\"\")"
+            )
         );
         assert_eq!(fts_query(&["-".to_string()], TermMatch::Any), None);
         assert_eq!(fts_query(&[], TermMatch::All), None);

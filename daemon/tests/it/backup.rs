@@ -224,7 +224,8 @@ fn count(sums: &[(String, u64, String)], table: &str) -> u64 {
 async fn check_live(store: &dyn Store) {
     let alpha = store.project_by_name("alpha").await.unwrap().expect("alpha restored");
     assert_eq!((alpha.total_files, alpha.total_chunks), (3, 3));
-    let hits = store.lexical_search(&["deleteuser".into()], TermMatch::Any, &scope(&[alpha.id]), 10).await.unwrap();
+    let hits =
+        store.lexical_search(&["deleteuser".into()], TermMatch::Any, &scope(&[alpha.id]), 10).await.unwrap();
     assert_eq!(hits.len(), 1, "full-text index rebuilt");
     let model = store.register_model("builtin", "semdex-lexical", 8).await.unwrap();
     let page = store.embeddings_page(model.id, 0, 100).await.unwrap();

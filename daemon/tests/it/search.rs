@@ -229,10 +229,16 @@ async fn lexical_all_terms(backend: Backend) {
             let filler = format!("  // {}\n", "padding ".repeat(10)).repeat(15);
             let write = |name: String, body: String| std::fs::write(root.join(name), body).unwrap();
             for i in 0..60 {
-                write(format!("both{i}.ts"), format!("export function both{i}() {{\n{filler}  return \"alpha beta\";\n}}\n"));
+                write(
+                    format!("both{i}.ts"),
+                    format!("export function both{i}() {{\n{filler}  return \"alpha beta\";\n}}\n"),
+                );
             }
             for i in 0..8 {
-                write(format!("few{i}.ts"), format!("export function few{i}() {{\n{filler}  return \"alpha gamma\";\n}}\n"));
+                write(
+                    format!("few{i}.ts"),
+                    format!("export function few{i}() {{\n{filler}  return \"alpha gamma\";\n}}\n"),
+                );
             }
             for i in 0..80 {
                 write(format!("one{i}.ts"), format!("export const one{i} = \"alpha alpha alpha alpha\";\n"));
@@ -243,8 +249,11 @@ async fn lexical_all_terms(backend: Backend) {
     })
     .await;
     let Some(ix) = ix else { return };
-    let holds = |hit: &SearchHit, term: &str| hit.chunk.content.split(|c: char| !c.is_alphanumeric()).any(|w| w == term);
-    let scope = semdex::store::SearchScope { project_ids: vec![ix.project], languages: vec![], kinds: vec![] };
+    let holds = |hit: &SearchHit, term: &str| {
+        hit.chunk.content.split(|c: char| !c.is_alphanumeric()).any(|w| w == term)
+    };
+    let scope =
+        semdex::store::SearchScope { project_ids: vec![ix.project], languages: vec![], kinds: vec![] };
     // Chunks holding alpha and beta: 60; alpha and gamma: 8; two terms of three: 68.
     for (query, least) in [("alpha beta", 2), ("alpha gamma", 1), ("alpha beta gamma", 2)] {
         let terms: Vec<String> = query.split(' ').map(String::from).collect();
