@@ -174,9 +174,9 @@ async fn breakdown(
     }
     println!("symbol_search_words({words:?}): median {} ms", ms(median(&mut t)));
     println!(
-        "| query | semantic | hybrid | lexical | symbol | store lexical_search | store chunks(50) | store symbol_search (per word) |"
+        "| query | semantic | hybrid | lexical | symbol | store lexical_search (any term) | store chunks(50) | store symbol_search (per word) | lexical top 10 in any-term top 10 |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     for query in QUERIES {
         let mut cells = Vec::new();
         for m in 0..MODES.len() {
@@ -197,6 +197,20 @@ async fn breakdown(
             engine.store.chunks(&ids).await.expect("chunks");
             fetch.push(t0.elapsed());
         }
+        // How much of the lexical mode's top 10 (which may rank only the chunks holding every
+        // term, or all but one) the ranking of every chunk holding any term has in its top 10.
+        let any: std::collections::HashSet<i64> = engine
+            .store
+            .lexical_search(&terms, TermMatch::Any, &scope, 10)
+            .await
+            .expect("lexical")
+            .iter()
+            .map(|s| s.chunk_id)
+            .collect();
+        let mut req = SearchRequest::new(query, vec![project_id]);
+        req.mode = Mode::Lexical;
+        let top = search::search(engine, &req).await.expect("search").results;
+        let shared = top.iter().filter(|h| any.contains(&h.chunk.id)).count();
         let mut words = Vec::new();
         for word in query.split(' ').filter(|w| w.len() >= 3) {
             let mut t = Vec::new();
@@ -208,14 +222,15 @@ async fn breakdown(
             words.push(format!("{word} {}", ms(median(&mut t))));
         }
         println!(
-            "| {query} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {query} | {} | {} | {} | {} | {} | {} | {} | {shared}/{} |",
             cells[0],
             cells[1],
             cells[2],
             cells[3],
             ms(median(&mut lex)),
             ms(median(&mut fetch)),
-            words.join(", ")
+            words.join(", "),
+            top.len()
         );
     }
     println!();

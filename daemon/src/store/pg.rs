@@ -2824,8 +2824,8 @@ fn check_lease(secs: i64) -> Result<()> {
 
 /// The tsquery for a list of terms, in tsquery's input syntax so nothing is re-parsed: each
 /// term lowercased and quoted as a lexeme (a term with spaces becomes a phrase of its words), a
-/// trailing `*` kept as a prefix search, all ORed. Terms without a word character are dropped, as
-/// the SQLite backend drops them. `None` when no term is left.
+/// trailing `*` kept as a prefix search, combined as `matching` says. Terms without a word
+/// character are dropped, as the SQLite backend drops them. `None` when no term is left.
 fn ts_query(terms: &[String], matching: TermMatch) -> Option<String> {
     let parts: Vec<String> = terms
         .iter()

@@ -2385,7 +2385,8 @@ fn lease_modifier(secs: i64) -> Result<String> {
 }
 
 /// The FTS5 query for a list of terms: each quoted (so no term is read as query syntax), a
-/// trailing `*` kept as a prefix search, all ORed. `None` when no term has a word character.
+/// trailing `*` kept as a prefix search, combined as `matching` says. `None` when no term has a
+/// word character.
 fn fts_query(terms: &[String], matching: TermMatch) -> Option<String> {
     let parts: Vec<String> = terms
         .iter()
