@@ -312,10 +312,11 @@ impl SqliteStore {
     }
 }
 
-/// A symbol phase's test for an exact match of `?1` (ASCII-lowercased) by name or qualified name.
-macro_rules! exact_symbol {
+/// A leading symbol phase's rank of a match of `?1` (ASCII-lowercased): 0 for the exact name, 1
+/// for the exact qualified name, 2 for a prefix.
+macro_rules! leading_rank {
     () => {
-        "(lower(s.name) = ?1 OR lower(s.qualified_name) = ?1)"
+        "(CASE WHEN lower(s.name) = ?1 THEN 0 WHEN lower(s.qualified_name) = ?1 THEN 1 ELSE 2 END)"
     };
 }
 
@@ -362,8 +363,10 @@ impl SqliteStore {
         let (condition, order) = match phase {
             // Every string with the prefix `q` sorts in [q, q + U+10FFFF), so prefix matching is
             // an index range on lower(name) or lower(qualified_name). One order for both phases:
-            // exact matches first (name before qualified name, exported, shorter qualified
-            // names), then prefixes (name before qualified name, exported, shorter names).
+            // exact names, then exact qualified names (both exported first, then shorter
+            // qualified names), then prefixes (exported first, then shorter names). Within
+            // `Leading` every inexact row is a name prefix, and `QualifiedPrefix` runs only once
+            // `Leading` is exhausted, so name prefixes come before qualified-name prefixes.
             SymbolPhase::Leading | SymbolPhase::QualifiedPrefix => (
                 if matches!(phase, SymbolPhase::Leading) {
                     "((lower(s.name) >= ?1 AND lower(s.name) < ?2) OR lower(s.qualified_name) = ?1)"
@@ -371,18 +374,12 @@ impl SqliteStore {
                     "(lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2)"
                 },
                 concat!(
-                    exact_symbol!(),
-                    " DESC, ",
-                    "(CASE WHEN ",
-                    exact_symbol!(),
-                    " THEN lower(s.name) = ?1 ",
-                    "ELSE lower(s.name) >= ?1 AND lower(s.name) < ?2 END) DESC, s.exported DESC, ",
-                    "(CASE WHEN ",
-                    exact_symbol!(),
-                    " THEN length(s.qualified_name) ELSE length(s.name) END), ",
-                    "(CASE WHEN ",
-                    exact_symbol!(),
-                    " THEN s.qualified_name ELSE s.name END)"
+                    leading_rank!(),
+                    ", s.exported DESC, (CASE WHEN ",
+                    leading_rank!(),
+                    " < 2 THEN length(s.qualified_name) ELSE length(s.name) END), (CASE WHEN ",
+                    leading_rank!(),
+                    " < 2 THEN s.qualified_name ELSE s.name END)"
                 ),
             ),
             // LIKE folds ASCII case as lower() does, at a third of the cost of instr(lower()).
@@ -1319,13 +1316,16 @@ impl Store for SqliteStore {
         // part of the corpus: take FTS5's own best rows first (a top-N sort, no join), then the
         // scope. The inner order (rank, rowid) is the outer one, so the filtered prefix is the
         // answer whenever it holds `limit` rows or the prefix is all there is; otherwise the
-        // scope filtered most of it away and the whole match set is ranked.
+        // scope filtered most of it away and the whole match set is ranked. The prefix is read
+        // one row longer than `prefix` and counted (`n`), so a short answer tells by itself
+        // whether the prefix held every match; only an empty one needs a count of its own.
         // (SQLite reads LIMIT -1 as no limit.)
         let mut prefix = limit.saturating_mul(4).max(200);
         let rows = loop {
             let rows = sqlx::query(concat!(
-                "SELECT c.id, m.rank FROM (SELECT rowid AS id, bm25(chunks_fts) AS rank FROM chunks_fts ",
-                "WHERE chunks_fts MATCH ?1 ORDER BY rank, rowid LIMIT ?6) m JOIN chunks c ON c.id = m.id ",
+                "SELECT c.id, m.rank, m.n FROM (SELECT id, rank, count(*) OVER () AS n FROM ",
+                "(SELECT rowid AS id, bm25(chunks_fts) AS rank FROM chunks_fts ",
+                "WHERE chunks_fts MATCH ?1 ORDER BY rank, rowid LIMIT ?6)) m JOIN chunks c ON c.id = m.id ",
                 "WHERE c.project_id IN (SELECT value FROM json_each(?2)) ",
                 "AND (?3 IS NULL OR c.language IN (SELECT value FROM json_each(?3))) AND ",
                 chunk_kinds!("c", "?5"),
@@ -1336,21 +1336,24 @@ impl Store for SqliteStore {
             .bind(languages(scope))
             .bind(limit)
             .bind(kinds(scope))
-            .bind(prefix)
+            .bind(if prefix < 0 { -1 } else { prefix + 1 })
             .fetch_all(&self.reader)
             .await
             .map_err(db_err)?;
             if rows.len() as i64 >= limit || prefix < 0 {
                 break rows;
             }
-            let matched: i64 = sqlx::query_scalar(
-                "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)",
-            )
-            .bind(&query)
-            .bind(prefix + 1)
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db_err)?;
+            let matched: i64 = match rows.first() {
+                Some(row) => col(row, "n")?,
+                None => sqlx::query_scalar(
+                    "SELECT count(*) FROM (SELECT 1 FROM chunks_fts WHERE chunks_fts MATCH ?1 LIMIT ?2)",
+                )
+                .bind(&query)
+                .bind(prefix + 1)
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db_err)?,
+            };
             if matched <= prefix {
                 break rows;
             }

@@ -636,6 +636,14 @@ pub async fn suite_lexical_search_scope_past_other_projects(store: &dyn Store) {
     let both = lexical(store, &["beacon"], &scope(&[big.id, small.id])).await;
     assert_eq!(both.len(), 10);
     assert!(both.iter().all(|c| c.starts_with('f')), "{both:?}");
+    // One of the small project's chunks now ranks among the best: the first answer holds it
+    // alone, and the rest are still found further down.
+    let strong = file("strong.ts").chunk("", "beacon beacon beacon beacon").build();
+    store.replace_file(small.id, &strong, None, None).await.unwrap();
+    assert_eq!(
+        lexical(store, &["beacon"], &scope(&[small.id])).await,
+        ["strong.ts#0", "small.ts#0", "small.ts#1", "small.ts#2"]
+    );
 }
 
 /// Symbol search: exact, then prefix, then substring, case-insensitively; exported first.
