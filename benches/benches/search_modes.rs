@@ -197,20 +197,16 @@ async fn breakdown(
             engine.store.chunks(&ids).await.expect("chunks");
             fetch.push(t0.elapsed());
         }
-        // How much of the lexical mode's top 10 (which may rank only the chunks holding every
+        // How much of the lexical signal's top 10 (which may rank only the chunks holding every
         // term, or all but one) the ranking of every chunk holding any term has in its top 10.
-        let any: std::collections::HashSet<i64> = engine
-            .store
-            .lexical_search(&terms, TermMatch::Any, &scope, 10)
-            .await
-            .expect("lexical")
-            .iter()
-            .map(|s| s.chunk_id)
-            .collect();
-        let mut req = SearchRequest::new(query, vec![project_id]);
-        req.mode = Mode::Lexical;
-        let top = search::search(engine, &req).await.expect("search").results;
-        let shared = top.iter().filter(|h| any.contains(&h.chunk.id)).count();
+        let top10 = |hits: Vec<semdex::store::ScoredChunk>| -> Vec<i64> {
+            hits.iter().take(10).map(|s| s.chunk_id).collect()
+        };
+        let any =
+            top10(engine.store.lexical_search(&terms, TermMatch::Any, &scope, 50).await.expect("lexical"));
+        let top =
+            top10(search::lexical_ranking(engine.store.as_ref(), &terms, &scope, 50).await.expect("ranking"));
+        let shared = top.iter().filter(|id| any.contains(id)).count();
         let mut words = Vec::new();
         for word in query.split(' ').filter(|w| w.len() >= 3) {
             let mut t = Vec::new();

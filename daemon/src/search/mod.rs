@@ -19,7 +19,7 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::engine::Engine;
 use crate::lexical;
-use crate::store::{ChunkView, SearchScope, SharedStore, Store, SymbolView, TermMatch};
+use crate::store::{ChunkView, ScoredChunk, SearchScope, SharedStore, Store, SymbolView, TermMatch};
 
 /// Which signals a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -339,6 +339,19 @@ async fn chunks_for(
 }
 
 /// Full-text matches of the query's terms, best first; `None` when the query has no term.
+async fn lexical_hits(store: &dyn Store, query: &str, scope: &SearchScope, k: i64) -> SignalOutput {
+    let terms = lexical::lexical_terms(query);
+    if terms.is_empty() {
+        return Ok(None);
+    }
+    let scored = lexical_ranking(store, &terms, scope, k).await?;
+    let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
+    let by_id: HashMap<i64, ChunkView> = store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
+    let hits = scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
+    Ok(Some(hits.collect()))
+}
+
+/// The lexical signal's ranking of `terms` (from [`lexical::lexical_terms`]), at most `k`.
 ///
 /// When at least `k` chunks hold every term, only those are ranked; else, for three to
 /// [`QUORUM_MAX_TERMS`] terms, the chunks holding all but one when there are `k` of them;
@@ -346,11 +359,12 @@ async fn chunks_for(
 /// BM25 must score every match (nothing prunes it), while the chunks holding most of the terms
 /// are far fewer and are where the best matches of several terms are found
 /// (`benches/results/search_modes.md`).
-async fn lexical_hits(store: &dyn Store, query: &str, scope: &SearchScope, k: i64) -> SignalOutput {
-    let terms = lexical::lexical_terms(query);
-    if terms.is_empty() {
-        return Ok(None);
-    }
+pub async fn lexical_ranking(
+    store: &dyn Store,
+    terms: &[String],
+    scope: &SearchScope,
+    k: i64,
+) -> Result<Vec<ScoredChunk>, SearchError> {
     let n = terms.len();
     let mut levels = Vec::new();
     if n > 1 {
@@ -362,15 +376,12 @@ async fn lexical_hits(store: &dyn Store, query: &str, scope: &SearchScope, k: i6
     levels.push(TermMatch::Any);
     let mut scored = Vec::new();
     for matching in levels {
-        scored = store.lexical_search(&terms, matching, scope, k).await?;
+        scored = store.lexical_search(terms, matching, scope, k).await?;
         if scored.len() as i64 >= k {
             break;
         }
     }
-    let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
-    let by_id: HashMap<i64, ChunkView> = store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
-    let hits = scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
-    Ok(Some(hits.collect()))
+    Ok(scored)
 }
 
 /// The most terms for which the lexical signal tries chunks holding all but one of them. That
