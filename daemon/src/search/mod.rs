@@ -182,8 +182,9 @@ pub fn check_kinds(kinds: &[String]) -> Result<(), SearchError> {
     }
 }
 
-/// One signal's ranked hits: its name, its fusion weight, and `(chunk, own score)` best first.
-type SignalList = (&'static str, f64, Vec<(ChunkView, f64)>);
+/// One signal's ranked hits: its name, its fusion weight, and `(chunk id, own score)` best
+/// first.
+type SignalList = (&'static str, f64, Vec<(i64, f64)>);
 
 /// Runs a search.
 pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchResponse, SearchError> {
@@ -211,22 +212,24 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
     // slowest signal rather than their sum.
     let dense_signal = async {
         if !matches!(req.mode, Mode::Hybrid | Mode::Semantic) {
-            return Ok((None, None));
+            return Ok((None, Vec::new(), None));
         }
         match engine.query_embedder.embed_query(query).await {
             Ok(vector) => {
                 let hits = dense(engine, &vector, &scope, fetch).await?;
-                Ok((Some(("dense", req.weights.dense, hits)), None))
+                let ids = hits.iter().map(|(c, score)| (c.id, *score)).collect();
+                Ok((Some(("dense", req.weights.dense, ids)), hits.into_iter().map(|h| h.0).collect(), None))
             }
             Err(e) if req.mode == Mode::Hybrid => {
                 tracing::warn!(error = %e, "dense signal unavailable; answering with lexical and symbol");
-                Ok((None, Some(format!("semantic signal unavailable: {e}"))))
+                Ok((None, Vec::new(), Some(format!("semantic signal unavailable: {e}"))))
             }
             Err(e) => Err(SearchError::EmbedderUnavailable(e.to_string())),
         }
     };
     // The lexical and symbol signals run as tasks of their own: their rows are decoded and
     // ranked on other runtime threads while this one embeds the query and joins the dense hits.
+    // They rank chunk ids; the chunks the dense signal did not read come in one read after.
     let lexical_signal = Signal::spawn(matches!(req.mode, Mode::Hybrid | Mode::Lexical), {
         let (store, scope, query) = (SharedStore::clone(&engine.store), scope.clone(), query.to_string());
         async move { lexical_hits(store.as_ref(), &query, &scope, fetch).await }
@@ -242,14 +245,27 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
         Ok::<_, SearchError>(symbol_signal.join().await?.map(|h| ("symbol", req.weights.symbol, h)))
     };
     let (dense_out, lexical_out, symbol_out) = tokio::join!(dense_signal, lexical_signal, symbol_signal);
-    let (dense_list, degraded): (Option<SignalList>, Option<String>) = dense_out?;
+    let (dense_list, dense_chunks, degraded): (Option<SignalList>, Vec<ChunkView>, Option<String>) =
+        dense_out?;
     let lists: Vec<SignalList> = [dense_list, lexical_out?, symbol_out?].into_iter().flatten().collect();
+    let mut chunks: HashMap<i64, ChunkView> = dense_chunks.into_iter().map(|c| (c.id, c)).collect();
+    let mut missing = Vec::new();
+    for (_, _, hits) in &lists {
+        for (id, _) in hits {
+            if !chunks.contains_key(id) && !missing.contains(id) {
+                missing.push(*id);
+            }
+        }
+    }
+    if !missing.is_empty() {
+        chunks.extend(engine.store.chunks(&missing).await?.into_iter().map(|c| (c.id, c)));
+    }
 
     let wanted = |path: &str| {
         include.as_ref().is_none_or(|g| g.is_match(path))
             && exclude.as_ref().is_none_or(|g| !g.is_match(path))
     };
-    let mut fused = fuse(&lists, req.rrf_k);
+    let mut fused = fuse(&lists, chunks, req.rrf_k);
     fused.retain(|f| wanted(&f.chunk.path));
     let mut results = merge_adjacent(fused, req.max_per_file);
     if let Some(expansion) = req.expand {
@@ -338,17 +354,14 @@ async fn chunks_for(
     Ok(chunks)
 }
 
-/// Full-text matches of the query's terms, best first; `None` when the query has no term.
+/// Chunks matching the query's terms, best first; `None` when the query has no term.
 async fn lexical_hits(store: &dyn Store, query: &str, scope: &SearchScope, k: i64) -> SignalOutput {
     let terms = lexical::lexical_terms(query);
     if terms.is_empty() {
         return Ok(None);
     }
     let scored = lexical_ranking(store, &terms, scope, k).await?;
-    let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
-    let by_id: HashMap<i64, ChunkView> = store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
-    let hits = scored.into_iter().filter_map(|s| by_id.get(&s.chunk_id).map(|c| (c.clone(), s.score)));
-    Ok(Some(hits.collect()))
+    Ok(Some(scored.into_iter().map(|s| (s.chunk_id, s.score)).collect()))
 }
 
 /// The lexical signal's ranking of `terms` (from [`lexical::lexical_terms`]), at most `k`.
@@ -390,9 +403,9 @@ pub async fn lexical_ranking(
 /// ranking every chunk holding any term (`benches/results/search_modes.md`).
 const QUORUM_MAX_TERMS: usize = 4;
 
-/// What a signal task yields: its hits best first with its own scores, `None` when it has nothing
-/// to search for.
-type SignalOutput = Result<Option<Vec<(ChunkView, f64)>>, SearchError>;
+/// What a signal task yields: its chunk ids best first with its own scores, `None` when it has
+/// nothing to search for.
+type SignalOutput = Result<Option<Vec<(i64, f64)>>, SearchError>;
 
 /// A signal running as a task of its own, aborted if the search is dropped before it ends.
 struct Signal(Option<tokio::task::JoinHandle<SignalOutput>>);
@@ -427,7 +440,7 @@ impl Drop for Signal {
     }
 }
 
-/// Symbol matches mapped to the chunks holding their definitions. Exact name matches score 3,
+/// Symbol matches mapped to the chunks holding their definitions (ids). Exact name matches score 3,
 /// prefix 2, substring 1, fuzzy (a typo away) 0.5: the store orders each word's matches, and
 /// the score orders the words' matches together.
 async fn symbols(
@@ -435,7 +448,7 @@ async fn symbols(
     query: &str,
     scope: &SearchScope,
     k: i64,
-) -> Result<Vec<(ChunkView, f64)>, SearchError> {
+) -> Result<Vec<(i64, f64)>, SearchError> {
     // A query of several words searches symbols for each identifier-like word.
     let words: Vec<String> = query
         .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$' || c == '.'))
@@ -465,7 +478,7 @@ async fn symbols(
         }
     }
     // Better matches first whichever word found them (each word's list comes in the store's
-    // order, which the quality follows); then only the chunks of the best `k` are read.
+    // order, which the quality follows); then only the best `k` chunks are kept.
     matches.sort_by(|a, b| b.1.total_cmp(&a.1));
     let symbol_ids: Vec<i64> = matches.iter().map(|(s, _)| s.id).collect();
     let chunk_of: HashMap<i64, i64> = store.symbol_chunk_ids(&symbol_ids).await?.into_iter().collect();
@@ -479,10 +492,7 @@ async fn symbols(
         }
     }
     ranked.truncate(usize::try_from(k).unwrap_or(0));
-    let ids: Vec<i64> = ranked.iter().map(|(c, _)| *c).collect();
-    let mut chunks: HashMap<i64, ChunkView> =
-        store.chunks(&ids).await?.into_iter().map(|c| (c.id, c)).collect();
-    Ok(ranked.into_iter().filter_map(|(id, quality)| chunks.remove(&id).map(|c| (c, quality))).collect())
+    Ok(ranked)
 }
 
 struct Fused {
@@ -491,21 +501,27 @@ struct Fused {
     signals: Vec<SignalScore>,
 }
 
-fn fuse(lists: &[SignalList], k: f64) -> Vec<Fused> {
+/// Reciprocal rank fusion of the signals' lists over `chunks` (by id). A chunk no longer there
+/// (deleted since its signal ranked it) is skipped and does not take a rank.
+fn fuse(lists: &[SignalList], mut chunks: HashMap<i64, ChunkView>, k: f64) -> Vec<Fused> {
     let mut by_id: HashMap<i64, Fused> = HashMap::new();
     for (signal, weight, hits) in lists {
-        for (rank0, (chunk, score)) in hits.iter().enumerate() {
-            let entry = by_id.entry(chunk.id).or_insert_with(|| Fused {
-                chunk: chunk.clone(),
-                score: 0.0,
-                signals: Vec::new(),
-            });
+        let mut rank = 0;
+        for (id, score) in hits {
+            let entry = match by_id.entry(*id) {
+                std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                std::collections::hash_map::Entry::Vacant(e) => match chunks.remove(id) {
+                    Some(chunk) => e.insert(Fused { chunk, score: 0.0, signals: Vec::new() }),
+                    None => continue,
+                },
+            };
             // A chunk appears once per signal; later duplicates in one list are ignored.
             if entry.signals.iter().any(|s| s.signal == *signal) {
                 continue;
             }
-            entry.score += weight / (k + (rank0 + 1) as f64);
-            entry.signals.push(SignalScore { signal, rank: rank0 + 1, score: *score });
+            rank += 1;
+            entry.score += weight / (k + rank as f64);
+            entry.signals.push(SignalScore { signal, rank, score: *score });
         }
     }
     let mut fused: Vec<Fused> = by_id.into_values().collect();
@@ -713,11 +729,10 @@ mod tests {
         let mut c = chunk("gamma");
         c.id = 3;
         c.path = "b.ts".into();
-        let lists: Vec<SignalList> = vec![
-            ("dense", 1.0, vec![(c.clone(), 0.9), (a.clone(), 0.8)]),
-            ("lexical", 1.0, vec![(a.clone(), 5.0), (b.clone(), 4.0)]),
-        ];
-        let fused = fuse(&lists, 60.0);
+        let chunks: HashMap<i64, ChunkView> = [a, b, c].into_iter().map(|c| (c.id, c)).collect();
+        let lists: Vec<SignalList> =
+            vec![("dense", 1.0, vec![(3, 0.9), (1, 0.8)]), ("lexical", 1.0, vec![(1, 5.0), (2, 4.0)])];
+        let fused = fuse(&lists, chunks.clone(), 60.0);
         assert_eq!(fused[0].chunk.id, 1, "in both lists beats first in one");
         assert!((fused[0].score - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-12);
         let hits = merge_adjacent(fused, 3);
@@ -725,7 +740,14 @@ mod tests {
         assert_eq!(hits.len(), 2);
         assert_eq!((hits[0].start_line, hits[0].end_line), (10, 11));
         assert_eq!(hits[1].chunk.path, "b.ts");
-        let hits = merge_adjacent(fuse(&lists, 60.0), 1);
+        let hits = merge_adjacent(fuse(&lists, chunks.clone(), 60.0), 1);
         assert_eq!(hits.iter().filter(|h| h.chunk.path == "a.ts").count(), 1);
+        // A chunk gone since its signal ranked it is skipped and takes no rank: b moves up.
+        let mut gone = chunks;
+        gone.remove(&1);
+        let fused = fuse(&lists, gone, 60.0);
+        let b = fused.iter().find(|f| f.chunk.id == 2).unwrap();
+        assert_eq!(b.signals[0].rank, 1);
+        assert!(fused.iter().all(|f| f.chunk.id != 1));
     }
 }
