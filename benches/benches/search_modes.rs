@@ -187,10 +187,10 @@ async fn breakdown(
         let terms = semdex::lexical::lexical_terms(query);
         let mut lex = Vec::new();
         let mut fetch = Vec::new();
+        let mut scored = Vec::new();
         for _ in 0..10 {
             let t0 = Instant::now();
-            let scored =
-                engine.store.lexical_search(&terms, TermMatch::Any, &scope, 50).await.expect("lexical");
+            scored = engine.store.lexical_search(&terms, TermMatch::Any, &scope, 50).await.expect("lexical");
             lex.push(t0.elapsed());
             let ids: Vec<i64> = scored.iter().map(|s| s.chunk_id).collect();
             let t0 = Instant::now();
@@ -199,13 +199,13 @@ async fn breakdown(
         }
         // How much of the lexical signal's top 10 (which may rank only the chunks holding every
         // term, or all but one) the ranking of every chunk holding any term has in its top 10.
-        let top10 = |hits: Vec<semdex::store::ScoredChunk>| -> Vec<i64> {
+        let top10 = |hits: &[semdex::store::ScoredChunk]| -> Vec<i64> {
             hits.iter().take(10).map(|s| s.chunk_id).collect()
         };
-        let any =
-            top10(engine.store.lexical_search(&terms, TermMatch::Any, &scope, 50).await.expect("lexical"));
-        let top =
-            top10(search::lexical_ranking(engine.store.as_ref(), &terms, &scope, 50).await.expect("ranking"));
+        let any = top10(&scored);
+        let top = top10(
+            &search::lexical_ranking(engine.store.as_ref(), &terms, &scope, 50).await.expect("ranking"),
+        );
         let shared = top.iter().filter(|id| any.contains(id)).count();
         let mut words = Vec::new();
         for word in query.split(' ').filter(|w| w.len() >= 3) {

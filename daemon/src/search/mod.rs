@@ -249,14 +249,13 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
         dense_out?;
     let lists: Vec<SignalList> = [dense_list, lexical_out?, symbol_out?].into_iter().flatten().collect();
     let mut chunks: HashMap<i64, ChunkView> = dense_chunks.into_iter().map(|c| (c.id, c)).collect();
-    let mut missing = Vec::new();
-    for (_, _, hits) in &lists {
-        for (id, _) in hits {
-            if !chunks.contains_key(id) && !missing.contains(id) {
-                missing.push(*id);
-            }
-        }
-    }
+    let missing: Vec<i64> = lists
+        .iter()
+        .flat_map(|(_, _, hits)| hits.iter().map(|h| h.0))
+        .filter(|id| !chunks.contains_key(id))
+        .collect::<HashSet<i64>>()
+        .into_iter()
+        .collect();
     if !missing.is_empty() {
         chunks.extend(engine.store.chunks(&missing).await?.into_iter().map(|c| (c.id, c)));
     }
@@ -440,9 +439,9 @@ impl Drop for Signal {
     }
 }
 
-/// Symbol matches mapped to the chunks holding their definitions (ids). Exact name matches score 3,
-/// prefix 2, substring 1, fuzzy (a typo away) 0.5: the store orders each word's matches, and
-/// the score orders the words' matches together.
+/// Symbol matches mapped to the ids of the chunks holding their definitions. Exact name matches
+/// score 3, prefix 2, substring 1, fuzzy (a typo away) 0.5: the store orders each word's
+/// matches, and the score orders the words' matches together.
 async fn symbols(
     store: &dyn Store,
     query: &str,

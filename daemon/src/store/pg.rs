@@ -2522,6 +2522,11 @@ async fn lexical_tsvectors<'d>(
     Ok(out)
 }
 
+/// The chunk columns a file's write fills, in the order both [`insert_chunks`] and
+/// [`copy_chunks`] give them.
+const CHUNK_COLUMNS: &str = "file_id, project_id, ordinal, content, content_hash, start_line, end_line, \
+     start_byte, end_byte, symbol_path, kind, language, token_count, commit_sha, index_run_id, lexical, lexical_tsv";
+
 /// Writes a file's chunks with one multi-row `INSERT ... VALUES`, prepared once per connection
 /// for each row count (sqlx caches it by its text), the file's columns bound once. Each tsvector
 /// is bound in binary, or null for a document [`LexicalTsvector::new`] leaves to the server, which
@@ -2537,35 +2542,20 @@ async fn insert_chunks(
 ) -> Result<()> {
     use std::fmt::Write as _;
 
+    // $1 to $4 are the file's (file_id, project_id, commit_sha, index_run_id); then 13 per row:
+    // ordinal to token_count (11), lexical, and its tsvector or null.
     const SHARED: usize = 4;
     const PER_ROW: usize = 13;
-    let mut sql = String::with_capacity(120 + write.chunks.len() * 120);
-    sql.push_str(
-        "INSERT INTO chunks (file_id, project_id, commit_sha, index_run_id, ordinal, content, content_hash, \
-         start_line, end_line, start_byte, end_byte, symbol_path, kind, language, token_count, lexical, \
-         lexical_tsv) VALUES ",
-    );
+    let mut sql = String::with_capacity(200 + write.chunks.len() * 120);
+    let _ = write!(sql, "INSERT INTO chunks ({CHUNK_COLUMNS}) VALUES ");
     for row in 0..write.chunks.len() {
         let p = SHARED + row * PER_ROW;
-        let _ = write!(
-            sql,
-            "{}($1, $2, $3, $4, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${lexical}, \
-             coalesce(${}, semdex_lexical_tsvector(${lexical})))",
-            if row == 0 { "" } else { ", " },
-            p + 1,
-            p + 2,
-            p + 3,
-            p + 4,
-            p + 5,
-            p + 6,
-            p + 7,
-            p + 8,
-            p + 9,
-            p + 10,
-            p + 11,
-            p + 13,
-            lexical = p + 12,
-        );
+        sql.push_str(if row == 0 { "($1, $2" } else { ", ($1, $2" });
+        for i in 1..=11 {
+            let _ = write!(sql, ", ${}", p + i);
+        }
+        let (lexical, tsv) = (p + 12, p + 13);
+        let _ = write!(sql, ", $3, $4, ${lexical}, coalesce(${tsv}, semdex_lexical_tsvector(${lexical})))");
     }
     let mut query = sqlx::query(&sql).bind(file_id).bind(project_id).bind(commit).bind(run_id);
     for c in &write.chunks {
@@ -2599,11 +2589,7 @@ async fn copy_chunks(
 ) -> Result<()> {
     let tsvectors = lexical_tsvectors(&mut *conn, write.chunks.iter().map(|c| c.lexical.as_str())).await?;
     let mut copy = conn
-        .copy_in_raw(
-            "COPY chunks (file_id, project_id, ordinal, content, content_hash, start_line, end_line, start_byte, \
-             end_byte, symbol_path, kind, language, token_count, commit_sha, index_run_id, lexical, lexical_tsv) \
-             FROM STDIN (FORMAT binary)",
-        )
+        .copy_in_raw(&format!("COPY chunks ({CHUNK_COLUMNS}) FROM STDIN (FORMAT binary)"))
         .await
         .map_err(db_err)?;
     let mut buf = CopyBuf::new();

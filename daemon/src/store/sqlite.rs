@@ -320,6 +320,16 @@ macro_rules! leading_rank {
     };
 }
 
+/// The order of both leading symbol phases (see [`SqliteStore::symbol_phase`]).
+const LEADING_ORDER: &str = concat!(
+    leading_rank!(),
+    ", s.exported DESC, (CASE WHEN ",
+    leading_rank!(),
+    " < 2 THEN length(s.qualified_name) ELSE length(s.name) END), (CASE WHEN ",
+    leading_rank!(),
+    " < 2 THEN s.qualified_name ELSE s.name END)"
+);
+
 /// A symbol phase's substring test: contains `?8` (LIKE-escaped). The pattern is built in SQL:
 /// a bound LIKE pattern is an input to the plan, and SQLite prepares the statement again each
 /// time its value changes.
@@ -367,21 +377,13 @@ impl SqliteStore {
             // qualified names), then prefixes (exported first, then shorter names). Within
             // `Leading` every inexact row is a name prefix, and `QualifiedPrefix` runs only once
             // `Leading` is exhausted, so name prefixes come before qualified-name prefixes.
-            SymbolPhase::Leading | SymbolPhase::QualifiedPrefix => (
-                if matches!(phase, SymbolPhase::Leading) {
-                    "((lower(s.name) >= ?1 AND lower(s.name) < ?2) OR lower(s.qualified_name) = ?1)"
-                } else {
-                    "(lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2)"
-                },
-                concat!(
-                    leading_rank!(),
-                    ", s.exported DESC, (CASE WHEN ",
-                    leading_rank!(),
-                    " < 2 THEN length(s.qualified_name) ELSE length(s.name) END), (CASE WHEN ",
-                    leading_rank!(),
-                    " < 2 THEN s.qualified_name ELSE s.name END)"
-                ),
+            SymbolPhase::Leading => (
+                "((lower(s.name) >= ?1 AND lower(s.name) < ?2) OR lower(s.qualified_name) = ?1)",
+                LEADING_ORDER,
             ),
+            SymbolPhase::QualifiedPrefix => {
+                ("(lower(s.qualified_name) >= ?1 AND lower(s.qualified_name) < ?2)", LEADING_ORDER)
+            }
             // LIKE folds ASCII case as lower() does, at a third of the cost of instr(lower()).
             SymbolPhase::Substring if trigrams => (
                 concat!(
