@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use crate::config::{Config, EmbedderKind};
 use crate::embed::{BuiltinEmbedder, Embedder, OpenAiConfig, OpenAiEmbedder, QueryEmbedder};
+use crate::search::symtab::SymbolIndex;
 use crate::store::{EmbeddingModel, PgStore, SharedStore, SqliteStore};
 use crate::vector::LocalVectors;
 
@@ -19,6 +20,8 @@ pub struct Engine {
     pub query_embedder: Arc<QueryEmbedder>,
     pub model: EmbeddingModel,
     pub vectors: Arc<LocalVectors>,
+    /// The symbols held in memory for symbol search, loaded on demand by long-running processes.
+    pub symbols: Arc<SymbolIndex>,
 }
 
 impl Engine {
@@ -37,7 +40,8 @@ impl Engine {
             QueryEmbedder::DEFAULT_CAPACITY,
             QueryEmbedder::DEFAULT_DEADLINE,
         ));
-        Ok(Engine { config, store, embedder, query_embedder, model, vectors })
+        let symbols = Arc::new(SymbolIndex::new(true));
+        Ok(Engine { config, store, embedder, query_embedder, model, vectors, symbols })
     }
 }
 

@@ -13,13 +13,18 @@
 //! lexical and symbol signals and says so in [`SearchResponse::degraded`]; `semantic` fails with
 //! [`SearchError::EmbedderUnavailable`].
 
+pub mod symtab;
+
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
 
 use crate::engine::Engine;
 use crate::lexical;
-use crate::store::{ChunkView, ScoredChunk, SearchScope, SharedStore, Store, SymbolView, TermMatch};
+use crate::store::{ChunkView, ScoredChunk, SearchScope, SharedStore, Store, TermMatch};
+
+use self::symtab::{SymbolHit, SymbolIndex};
 
 /// Which signals a search uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -236,7 +241,8 @@ pub async fn search(engine: &Engine, req: &SearchRequest) -> Result<SearchRespon
     });
     let symbol_signal = Signal::spawn(matches!(req.mode, Mode::Hybrid | Mode::Symbol), {
         let (store, scope, query) = (SharedStore::clone(&engine.store), scope.clone(), query.to_string());
-        async move { symbols(store.as_ref(), &query, &scope, fetch).await.map(Some) }
+        let index = Arc::clone(&engine.symbols);
+        async move { symbols(&store, &index, &query, &scope, fetch).await.map(Some) }
     });
     let lexical_signal = async {
         Ok::<_, SearchError>(lexical_signal.join().await?.map(|h| ("lexical", req.weights.lexical, h)))
@@ -441,9 +447,11 @@ impl Drop for Signal {
 
 /// Symbol matches mapped to the ids of the chunks holding their definitions. Exact name matches
 /// score 3, prefix 2, substring 1, fuzzy (a typo away) 0.5: the store orders each word's
-/// matches, and the score orders the words' matches together.
+/// matches, and the score orders the words' matches together. The matches come from the
+/// in-memory [`symtab::SymbolTable`] when it is current, else from the store; both answer alike.
 async fn symbols(
-    store: &dyn Store,
+    store: &SharedStore,
+    index: &Arc<SymbolIndex>,
     query: &str,
     scope: &SearchScope,
     k: i64,
@@ -455,9 +463,29 @@ async fn symbols(
         .take(4)
         .map(String::from)
         .collect();
-    // Every word's matches, then their chunks in two queries for the lot.
-    let found = store.symbol_search_words(&words, scope, k).await?;
-    let mut matches: Vec<(SymbolView, f64)> = Vec::new();
+    let found: Vec<Vec<SymbolHit>> = match index.current(store).await? {
+        Some(table) => table.search_words(&words, scope, k),
+        None => {
+            // Every word's matches, then their chunks in one query for the lot.
+            let found = store.symbol_search_words(&words, scope, k).await?;
+            let ids: Vec<i64> = found.iter().flatten().map(|s| s.id).collect();
+            let chunk_of: HashMap<i64, i64> = store.symbol_chunk_ids(&ids).await?.into_iter().collect();
+            found
+                .into_iter()
+                .map(|syms| {
+                    syms.into_iter()
+                        .map(|s| SymbolHit {
+                            id: s.id,
+                            chunk_id: chunk_of.get(&s.id).copied(),
+                            name: s.name,
+                            qualified_name: s.qualified_name,
+                        })
+                        .collect()
+                })
+                .collect()
+        }
+    };
+    let mut matches: Vec<(SymbolHit, f64)> = Vec::new();
     for (word, syms) in words.iter().zip(found) {
         // ASCII case folding, as the store matches.
         let lw = word.to_ascii_lowercase();
@@ -479,12 +507,10 @@ async fn symbols(
     // Better matches first whichever word found them (each word's list comes in the store's
     // order, which the quality follows); then only the best `k` chunks are kept.
     matches.sort_by(|a, b| b.1.total_cmp(&a.1));
-    let symbol_ids: Vec<i64> = matches.iter().map(|(s, _)| s.id).collect();
-    let chunk_of: HashMap<i64, i64> = store.symbol_chunk_ids(&symbol_ids).await?.into_iter().collect();
     let mut ranked: Vec<(i64, f64)> = Vec::new();
     let mut seen = HashSet::new();
     for (sym, quality) in &matches {
-        if let Some(&chunk) = chunk_of.get(&sym.id)
+        if let Some(chunk) = sym.chunk_id
             && seen.insert(chunk)
         {
             ranked.push((chunk, *quality));

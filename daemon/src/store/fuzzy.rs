@@ -49,17 +49,17 @@ impl Fuzzy {
 
     /// The ids of the candidates (id, name) whose name is within the allowed distance: the cheap
     /// first pass over the whole candidate list, on names alone.
-    pub(crate) fn within(&self, candidates: &[(i64, String)]) -> Vec<i64> {
+    pub(crate) fn within<'a>(&self, candidates: impl IntoIterator<Item = (i64, &'a str)>) -> Vec<i64> {
         let mut name: Vec<char> = Vec::new();
         let mut rows = Rows::default();
         candidates
-            .iter()
+            .into_iter()
             .filter(|(_, n)| {
                 name.clear();
                 name.extend(n.chars().map(|c| c.to_ascii_lowercase()));
                 rows.distance(&self.query, &name) <= self.max_distance
             })
-            .map(|(id, _)| *id)
+            .map(|(id, _)| id)
             .collect()
     }
 
@@ -198,7 +198,7 @@ mod tests {
         let views: Vec<SymbolView> = names.iter().enumerate().map(|(i, n)| sym(i as i64, n, true)).collect();
         let mut ranked: Vec<i64> = f.rank(views, 100).into_iter().map(|s| s.id).collect();
         ranked.sort_unstable();
-        assert_eq!(f.within(&candidates), ranked);
+        assert_eq!(f.within(candidates.iter().map(|(i, n)| (*i, n.as_str()))), ranked);
         assert_eq!(ranked, [0, 1, 2, 3]);
     }
 

@@ -5,7 +5,7 @@
 //! the indexer's types never derive serde or sqlx traits.
 
 mod dump;
-mod fuzzy;
+pub(crate) mod fuzzy;
 mod pg;
 mod sqlite;
 mod tsvector;
@@ -321,6 +321,39 @@ pub struct ScoredChunk {
     pub chunk_id: i64,
     /// Higher is better.
     pub score: f64,
+}
+
+/// Every symbol of a store with what the in-memory symbol search needs
+/// (`search/symtab.rs`), read in one snapshot, with the symbols' version at that snapshot.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SymbolSnapshot {
+    /// [`Store::symbols_version`] when the snapshot was read.
+    pub version: i64,
+    /// The files holding the symbols.
+    pub files: Vec<SymbolFile>,
+    pub symbols: Vec<SymbolRow>,
+}
+
+/// A file of a [`SymbolSnapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolFile {
+    pub id: i64,
+    pub path: String,
+    pub language: String,
+}
+
+/// A symbol of a [`SymbolSnapshot`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolRow {
+    pub id: i64,
+    pub file_id: i64,
+    pub project_id: i64,
+    pub name: String,
+    pub qualified_name: String,
+    pub kind: String,
+    pub exported: bool,
+    /// The chunk [`Store::symbol_chunk_ids`] links the symbol to, if any.
+    pub chunk_id: Option<i64>,
 }
 
 /// A symbol as read back.
@@ -918,6 +951,17 @@ pub trait Store: Send + Sync + std::fmt::Debug {
         limit: i64,
     ) -> Result<Vec<Vec<SymbolView>>> {
         futures::future::try_join_all(words.iter().map(|w| self.symbol_search(w, scope, limit))).await
+    }
+    /// A number that changes whenever a symbol is written or removed (a file replaced or
+    /// deleted, a project deleted, a restore), so that a copy of the symbols can tell it is
+    /// current with one read. `None` when the backend keeps no such number: symbol search then
+    /// stays in the store ([`Store::symbol_search_words`]).
+    async fn symbols_version(&self) -> Result<Option<i64>> {
+        Ok(None)
+    }
+    /// Every symbol, with the version it is at; `None` when [`Store::symbols_version`] is.
+    async fn symbol_snapshot(&self) -> Result<Option<SymbolSnapshot>> {
+        Ok(None)
     }
     /// Chunks by id, in the order given; unknown ids are skipped.
     async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>>;

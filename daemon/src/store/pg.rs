@@ -1511,7 +1511,7 @@ impl Store for PgStore {
             .fetch_all(&self.pool)
             .await
             .map_err(db_err)?;
-        let close = fuzzy.within(&names);
+        let close = fuzzy.within(names.iter().map(|(id, n)| (*id, n.as_str())));
         if close.is_empty() {
             return Ok(out);
         }

@@ -37,7 +37,9 @@ use super::{
     NewReview, NewTask, NewToken, NewUser, Project, Result, Review, RunCounts, RunEvent, RunStatus,
     ScoredChunk, SearchScope, Store, StoreError, StoreStatus, SymbolView, Task, TaskFilter, TaskUpdate, User,
 };
-use super::{FileDetail, FileRecord, FileView, ImportRecord, TermMatch};
+use super::{
+    FileDetail, FileRecord, FileView, ImportRecord, SymbolFile, SymbolRow, SymbolSnapshot, TermMatch,
+};
 
 /// The SQLite migrations, embedded at build time.
 static MIGRATOR: Migrator = sqlx::migrate!("../migrations/sqlite");
@@ -477,7 +479,7 @@ impl SqliteStore {
             .fetch_all(&self.reader)
             .await
             .map_err(db_err)?;
-        let close = fuzzy.within(&names);
+        let close = fuzzy.within(names.iter().map(|(id, n)| (*id, n.as_str())));
         if close.is_empty() {
             return Ok(());
         }
@@ -1400,6 +1402,57 @@ impl Store for SqliteStore {
             Ok::<_, StoreError>(out)
         }))
         .await
+    }
+
+    async fn symbols_version(&self) -> Result<Option<i64>> {
+        let version: i64 = sqlx::query_scalar("SELECT version FROM symbols_version WHERE id = 1")
+            .fetch_one(&self.reader)
+            .await
+            .map_err(db_err)?;
+        Ok(Some(version))
+    }
+
+    async fn symbol_snapshot(&self) -> Result<Option<SymbolSnapshot>> {
+        // One read transaction: the version and the rows come from the same snapshot.
+        let mut tx = self.reader.begin().await.map_err(db_err)?;
+        let version: i64 = sqlx::query_scalar("SELECT version FROM symbols_version WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        let files: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT f.id, f.path, f.language FROM files f \
+             WHERE EXISTS (SELECT 1 FROM symbols s WHERE s.file_id = f.id)",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        type Row = (i64, i64, i64, String, String, String, bool, Option<i64>);
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT s.id, s.file_id, s.project_id, s.name, s.qualified_name, s.kind, s.exported, \
+             (SELECT c.id FROM chunks c WHERE c.file_id = s.file_id AND c.start_line <= s.start_line \
+             AND c.end_line >= s.start_line ORDER BY c.ordinal LIMIT 1) FROM symbols s",
+        )
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(Some(SymbolSnapshot {
+            version,
+            files: files.into_iter().map(|(id, path, language)| SymbolFile { id, path, language }).collect(),
+            symbols: rows
+                .into_iter()
+                .map(|(id, file_id, project_id, name, qualified_name, kind, exported, chunk_id)| SymbolRow {
+                    id,
+                    file_id,
+                    project_id,
+                    name,
+                    qualified_name,
+                    kind,
+                    exported,
+                    chunk_id,
+                })
+                .collect(),
+        }))
     }
 
     async fn chunks(&self, ids: &[i64]) -> Result<Vec<ChunkView>> {
@@ -2864,6 +2917,11 @@ impl RestoreSession for SqliteRestore {
         for (_, sql) in &self.triggers {
             sqlx::query(sql).execute(&mut *self.tx).await.map_err(db_err)?;
         }
+        // The symbols changed while the triggers that count their writes were dropped.
+        sqlx::query("UPDATE symbols_version SET version = version + 1 WHERE id = 1")
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_err)?;
         // Deferred foreign keys would fail the COMMIT with no detail; name the first violation.
         let violation: Option<(String, Option<i64>, String)> =
             sqlx::query_as("SELECT \"table\", rowid, parent FROM pragma_foreign_key_check LIMIT 1")

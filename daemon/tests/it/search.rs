@@ -7,8 +7,9 @@ use std::collections::HashMap;
 use semdex::config::{Config, Overrides};
 use semdex::engine::Engine;
 use semdex::indexing::{self, IndexOptions};
+use semdex::search::symtab::SymbolIndex;
 use semdex::search::{self, Expansion, Mode, SearchError, SearchHit, SearchRequest};
-use semdex::store::{NewProject, Project, TermMatch};
+use semdex::store::{NewProject, Project, SearchScope, TermMatch};
 use tokio_util::sync::CancellationToken;
 
 use crate::Backend;
@@ -278,3 +279,225 @@ async fn lexical_all_terms(backend: Backend) {
     }
 }
 both!(lexical_signal_ranks_chunks_holding_every_term_when_enough_do, lexical_all_terms);
+
+/// Names that differ by case, by one letter, by a typo or by LIKE's wildcards, non-ASCII
+/// letters, members sharing their class's prefix, and more `get` names than a limit holds: in
+/// files exported and not, so that every order the symbol search applies decides somewhere.
+fn write_lookalikes(root: &std::path::Path) {
+    let names = [
+        "createUser",
+        "createUsers",
+        "CreateUser",
+        "creatUser",
+        "createuser",
+        "create_user",
+        "createXuser",
+        "deleteUser",
+        "userService",
+        "UserService",
+        "user$",
+        "$user",
+        "parse",
+        "reparse",
+        "parseHeader",
+        "Parser",
+        "café",
+        "Café",
+        "CAFÉ",
+        "ärger",
+        "Ärger",
+        "a_b",
+        "aXb",
+        "get",
+        "getter",
+        "getItem",
+        "itemGet",
+        "Query",
+        "queryKey",
+    ];
+    for (path, exported) in [("a.ts", true), ("b.ts", false), ("c/d.ts", true), ("c/e.ts", false)] {
+        let export = if exported { "export " } else { "" };
+        let mut src = String::new();
+        for name in names {
+            src.push_str(&format!("{export}function {name}() {{\n  return 1;\n}}\n\n"));
+        }
+        for class in ["Query", "UserService"] {
+            src.push_str(&format!("{export}class {class} {{\n"));
+            for member in ["fetch", "fetchAll", "query", "queryKey", "refetch", "get", "createUser"] {
+                src.push_str(&format!("  {member}() {{\n    return 2;\n  }}\n"));
+            }
+            src.push_str("}\n\n");
+        }
+        for i in 0..30 {
+            src.push_str(&format!("{export}const get{i} = {i};\n"));
+        }
+        let file = root.join(path);
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(file, src).unwrap();
+    }
+}
+
+/// Words a user could type for `name`: itself, its start, a piece of its middle, a typo and a
+/// longer word.
+fn words_for(name: &str) -> Vec<String> {
+    let chars: Vec<char> = name.chars().collect();
+    let piece =
+        |from: usize, to: usize| chars[from.min(chars.len())..to.min(chars.len())].iter().collect::<String>();
+    let mut typo = chars.clone();
+    if typo.len() > 2 {
+        typo.swap(1, 2);
+    }
+    vec![
+        name.to_string(),
+        piece(0, 3),
+        piece(0, 4),
+        piece(1, 5),
+        typo.into_iter().collect(),
+        format!("{name}x"),
+    ]
+}
+
+/// The in-memory symbol table answers every word as the store does: the same symbols in the
+/// same order with the same chunks, over the fixtures and a corpus of look-alike names, at
+/// several limits and scopes.
+async fn symbol_table_agrees(backend: Backend) {
+    let ix = indexed_with(backend, |engine, dir| {
+        Box::pin(async move {
+            let lookalikes = dir.join("lookalikes");
+            write_lookalikes(&lookalikes);
+            index_dir(engine, "lookalikes", &lookalikes).await;
+            for name in ["syntax", "tokens", "chunking"] {
+                index_fixture(engine, name).await;
+            }
+            index_fixture(engine, "ts-app").await
+        })
+    })
+    .await;
+    let Some(ix) = ix else { return };
+    let store = ix.engine.store.as_ref();
+    let index = SymbolIndex::new(false);
+    let loaded = index.load(store).await.unwrap();
+    if ix.engine.store.backend() == semdex::store::Backend::Postgres {
+        // PostgreSQL keeps no symbols version: symbol search stays in the store.
+        assert!(!loaded);
+        assert_eq!(store.symbols_version().await.unwrap(), None);
+        return;
+    }
+    assert!(loaded);
+    let table = index.loaded().expect("a table");
+    assert_eq!(Some(table.version()), store.symbols_version().await.unwrap());
+    let projects: Vec<i64> = store.list_projects().await.unwrap().iter().map(|p| p.id).collect();
+    let lookalikes = store.project_by_name("lookalikes").await.unwrap().unwrap().id;
+
+    let snapshot = store.symbol_snapshot().await.unwrap().unwrap();
+    assert_eq!(table.len(), snapshot.symbols.len());
+    let mut words: std::collections::BTreeSet<String> = snapshot
+        .symbols
+        .iter()
+        .flat_map(|s| [words_for(&s.name), vec![s.qualified_name.clone()]].concat())
+        .collect();
+    words.extend(["", "%", "_", "a_b", "ab", "CAF", "ÄRGER", "é", "$", "x"].map(String::from));
+    let words: Vec<String> = words.into_iter().collect();
+    let some: Vec<String> = words.iter().step_by(7).cloned().collect();
+
+    let scope = |projects: Vec<i64>, languages: &[&str], kinds: &[&str]| SearchScope {
+        project_ids: projects,
+        languages: languages.iter().map(|l| l.to_string()).collect(),
+        kinds: kinds.iter().map(|k| k.to_string()).collect(),
+    };
+    let cases = [
+        (scope(projects.clone(), &[], &[]), 50, &words),
+        (scope(projects.clone(), &[], &[]), 2, &words),
+        (scope(vec![lookalikes], &[], &[]), 50, &some),
+        (scope(projects.clone(), &["typescript"], &[]), 50, &some),
+        (scope(projects.clone(), &[], &["method", "class"]), 5, &some),
+    ];
+    let (mut hits, mut full, mut fuzzy_only) = (0, 0, 0);
+    for (scope, limit, words) in cases {
+        let expected = store.symbol_search_words(words, &scope, limit).await.unwrap();
+        let ids: Vec<i64> = expected.iter().flatten().map(|s| s.id).collect();
+        let chunk_of: HashMap<i64, i64> = store.symbol_chunk_ids(&ids).await.unwrap().into_iter().collect();
+        let got = table.search_words(words, &scope, limit);
+        assert_eq!(got.len(), words.len());
+        for ((word, expected), got) in words.iter().zip(expected).zip(got) {
+            let expected: Vec<(i64, Option<i64>)> =
+                expected.iter().map(|s| (s.id, chunk_of.get(&s.id).copied())).collect();
+            let got: Vec<(i64, Option<i64>)> = got.iter().map(|h| (h.id, h.chunk_id)).collect();
+            assert_eq!(got, expected, "word {word:?}, limit {limit}, scope {scope:?}");
+            hits += got.len();
+            full += usize::from(got.len() as i64 == limit);
+            fuzzy_only += usize::from(
+                !got.is_empty() && !word.is_empty() && {
+                    let lw = word.to_ascii_lowercase();
+                    let names = snapshot.symbols.iter().filter(|s| got.iter().any(|g| g.0 == s.id));
+                    names.clone().all(|s| !s.qualified_name.to_ascii_lowercase().contains(&lw))
+                },
+            );
+        }
+    }
+    // The corpus reaches every phase: full lists, and words found only as typos.
+    assert!(
+        hits > 10_000 && full > 500 && fuzzy_only > 50,
+        "hits {hits}, full lists {full}, typos only {fuzzy_only}"
+    );
+}
+both!(symbol_table_answers_as_the_store_does, symbol_table_agrees);
+
+/// A symbol table loaded before files change is not used after: searches go to the store until
+/// a table at the store's new version is loaded, so a renamed symbol is never found under its
+/// old name, in either path. Deleting files and projects moves the version too.
+#[tokio::test]
+async fn symbol_table_is_never_used_stale() {
+    let ix = indexed_with(Backend::Sqlite, |engine, dir| {
+        Box::pin(async move {
+            let root = dir.join("renames");
+            std::fs::create_dir_all(&root).unwrap();
+            std::fs::write(root.join("a.ts"), "export function ghostlyThing() {\n  return 1;\n}\n").unwrap();
+            std::fs::write(root.join("b.ts"), "export function steadyThing() {\n  return 2;\n}\n").unwrap();
+            index_dir(engine, "renames", &root).await
+        })
+    })
+    .await
+    .unwrap();
+    let (engine, store) = (&ix.engine, &ix.engine.store);
+    let found = |hits: Vec<SearchHit>, name: &str| hits.iter().any(|h| h.chunk.content.contains(name));
+    let current = || async { engine.symbols.current(store).await.unwrap().is_some() };
+
+    assert!(engine.symbols.load(store.as_ref()).await.unwrap());
+    assert!(current().await);
+    assert!(found(ix.search("ghostlyThing", Mode::Symbol, &[]).await, "ghostlyThing"));
+    let before = store.symbols_version().await.unwrap().unwrap();
+
+    // Rename the symbol and index again: the table is stale and the search asks the store.
+    let project = store.project(ix.project).await.unwrap().unwrap();
+    let root = std::path::PathBuf::from(project.root_path.clone().unwrap());
+    std::fs::write(root.join("a.ts"), "export function otherThing() {\n  return 1;\n}\n").unwrap();
+    let run = store.create_run(project.id, "cli", None, None).await.unwrap();
+    assert!(store.claim_run(run.id, "fixture-tests", 300).await.unwrap());
+    indexing::index_project(engine, &project, &run, &IndexOptions::default(), &CancellationToken::new())
+        .await
+        .unwrap();
+    let after = store.symbols_version().await.unwrap().unwrap();
+    assert_ne!(after, before);
+    assert_eq!(engine.symbols.loaded().unwrap().version(), before);
+    assert!(!current().await, "a table of an older version must not be used");
+    assert!(!found(ix.search("ghostlyThing", Mode::Symbol, &[]).await, "ghostlyThing"));
+    assert!(found(ix.search("otherThing", Mode::Symbol, &[]).await, "otherThing"));
+
+    // Loaded again, the table answers the same.
+    assert!(engine.symbols.load(store.as_ref()).await.unwrap());
+    assert!(current().await);
+    assert!(!found(ix.search("ghostlyThing", Mode::Symbol, &[]).await, "ghostlyThing"));
+    assert!(found(ix.search("otherThing", Mode::Symbol, &[]).await, "otherThing"));
+
+    // Touching a file leaves its symbols alone; deleting files and projects does not.
+    store.touch_file(project.id, "b.ts", 1, 1).await.unwrap();
+    assert!(current().await);
+    assert_eq!(store.delete_files(project.id, &["b.ts".to_string()]).await.unwrap(), 1);
+    assert!(!current().await);
+    assert!(!found(ix.search("steadyThing", Mode::Symbol, &[]).await, "steadyThing"));
+    assert!(engine.symbols.load(store.as_ref()).await.unwrap());
+    assert!(current().await);
+    assert!(store.delete_project(project.id).await.unwrap());
+    assert!(!current().await);
+}

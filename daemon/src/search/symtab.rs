@@ -1,0 +1,545 @@
+//! The symbol signal's copy of the store's symbols, held in memory by a long-running process.
+//!
+//! In the store, a word of a symbol search is up to four statements (exact and prefix matches,
+//! qualified-name prefixes, substrings, typos) and one more maps the matches to chunks. Each
+//! statement's fixed cost and row copies dominate on all but the largest repositories. Here the
+//! same search is a binary search over names sorted once, a scan for substrings, and the chunk
+//! each symbol belongs to, read with the table.
+//!
+//! The table answers exactly what [`Store::symbol_search_words`] answers, in the same order
+//! (the store's phases and orders are followed step by step below; the test
+//! `symbol_table_answers_as_the_store_does` compares the two on every word of a corpus).
+//!
+//! It is kept current by the store's symbols version ([`Store::symbols_version`]): every search
+//! reads the version (one small statement) and uses the table only when it is at that version.
+//! Otherwise the search goes to the store, and a new table is read in the background, at most
+//! one at a time and at most once per [`RELOAD_GAP`]: while files are being indexed the version
+//! moves constantly and the store answers. Backends without a version (PostgreSQL) always
+//! answer in the store.
+//!
+//! Memory: about 200 bytes per symbol plus twice its name and qualified name (the original and
+//! the lowercased text), measured in `benches/results/search_modes.md`.
+
+use std::cmp::Ordering;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use memchr::memmem::Finder;
+
+use super::SearchError;
+use crate::store::fuzzy::{self, Fuzzy};
+use crate::store::{SearchScope, SharedStore, Store, SymbolSnapshot, SymbolView};
+
+/// The least time between the starts of two background loads.
+pub const RELOAD_GAP: Duration = Duration::from_secs(1);
+
+/// One symbol a word matched, with the chunk holding it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SymbolHit {
+    pub id: i64,
+    pub name: String,
+    pub qualified_name: String,
+    pub chunk_id: Option<i64>,
+}
+
+/// The symbols of one store at one version, indexed for [`SymbolTable::search_words`].
+pub struct SymbolTable {
+    version: i64,
+    /// Path and language per file slot ([`Entry::file`]).
+    files: Vec<(Box<str>, Box<str>)>,
+    /// Sorted by lowercased name, name, path, id: the store's order for name prefixes and typo
+    /// candidates.
+    entries: Vec<Entry>,
+    /// Entry indexes sorted by lowercased qualified name.
+    by_qualified: Vec<u32>,
+    /// The runs of `by_qualified` sharing one lowercased qualified name.
+    qualified_runs: Vec<std::ops::Range<u32>>,
+    /// Entries whose lowercased qualified name does not end with their lowercased name.
+    name_not_in_qualified: Vec<u32>,
+}
+
+struct Entry {
+    id: i64,
+    project_id: i64,
+    chunk_id: Option<i64>,
+    name: Box<str>,
+    /// ASCII-lowercased, as the store's `lower()` folds.
+    lname: Box<str>,
+    qualified: Box<str>,
+    lqualified: Box<str>,
+    kind: Box<str>,
+    file: u32,
+    /// Characters, as the store's `length()` counts.
+    name_chars: u32,
+    qualified_chars: u32,
+    exported: bool,
+}
+
+impl std::fmt::Debug for SymbolTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SymbolTable")
+            .field("version", &self.version)
+            .field("symbols", &self.entries.len())
+            .finish()
+    }
+}
+
+/// A scope prepared for testing entries.
+struct Scope<'a> {
+    projects: &'a [i64],
+    languages: &'a [String],
+    kinds: &'a [String],
+}
+
+impl SymbolTable {
+    /// Indexes a snapshot of the store's symbols.
+    pub fn build(snapshot: SymbolSnapshot) -> SymbolTable {
+        let slot: std::collections::HashMap<i64, u32> =
+            snapshot.files.iter().enumerate().map(|(i, f)| (f.id, i as u32)).collect();
+        let files: Vec<(Box<str>, Box<str>)> = snapshot
+            .files
+            .into_iter()
+            .map(|f| (f.path.into_boxed_str(), f.language.into_boxed_str()))
+            .collect();
+        let mut entries: Vec<Entry> = snapshot
+            .symbols
+            .into_iter()
+            // A symbol's file is in the same snapshot; one that is not cannot be scoped or
+            // ordered, and the store would not return it either (its queries join the file).
+            .filter_map(|s| {
+                let file = *slot.get(&s.file_id)?;
+                let lname = s.name.to_ascii_lowercase();
+                let lqualified = s.qualified_name.to_ascii_lowercase();
+                Some(Entry {
+                    id: s.id,
+                    project_id: s.project_id,
+                    chunk_id: s.chunk_id,
+                    name_chars: s.name.chars().count() as u32,
+                    qualified_chars: s.qualified_name.chars().count() as u32,
+                    name: s.name.into_boxed_str(),
+                    lname: lname.into_boxed_str(),
+                    qualified: s.qualified_name.into_boxed_str(),
+                    lqualified: lqualified.into_boxed_str(),
+                    kind: s.kind.into_boxed_str(),
+                    file,
+                    exported: s.exported,
+                })
+            })
+            .collect();
+        entries.sort_by(|a, b| {
+            a.lname
+                .cmp(&b.lname)
+                .then_with(|| a.name.cmp(&b.name))
+                .then_with(|| files[a.file as usize].0.cmp(&files[b.file as usize].0))
+                .then(a.id.cmp(&b.id))
+        });
+        let mut by_qualified: Vec<u32> = (0..entries.len() as u32).collect();
+        by_qualified.sort_by(|&a, &b| entries[a as usize].lqualified.cmp(&entries[b as usize].lqualified));
+        let mut qualified_runs: Vec<std::ops::Range<u32>> = Vec::new();
+        for (at, pair) in by_qualified.windows(2).enumerate() {
+            if entries[pair[0] as usize].lqualified != entries[pair[1] as usize].lqualified {
+                let start = qualified_runs.last().map_or(0, |r| r.end);
+                qualified_runs.push(start..at as u32 + 1);
+            }
+        }
+        if !by_qualified.is_empty() {
+            let start = qualified_runs.last().map_or(0, |r| r.end);
+            qualified_runs.push(start..by_qualified.len() as u32);
+        }
+        // A qualified name ends with the name, as the indexer writes them: then a substring of
+        // the name is one of the qualified name, and one test answers both.
+        let name_not_in_qualified: Vec<u32> = (0..entries.len() as u32)
+            .filter(|&i| !entries[i as usize].lqualified.ends_with(&*entries[i as usize].lname))
+            .collect();
+        SymbolTable {
+            version: snapshot.version,
+            files,
+            entries,
+            by_qualified,
+            qualified_runs,
+            name_not_in_qualified,
+        }
+    }
+
+    /// The store's symbols version this table holds.
+    pub fn version(&self) -> i64 {
+        self.version
+    }
+
+    /// Number of symbols.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// [`Store::symbol_search_words`], with each match's chunk: one list per word, in the order
+    /// given, at most `limit` each.
+    pub fn search_words(&self, words: &[String], scope: &SearchScope, limit: i64) -> Vec<Vec<SymbolHit>> {
+        let scope = Scope { projects: &scope.project_ids, languages: &scope.languages, kinds: &scope.kinds };
+        let limit = usize::try_from(limit).unwrap_or(0);
+        words
+            .iter()
+            .map(|w| {
+                let q = w.trim().to_ascii_lowercase();
+                if scope.projects.is_empty() || limit == 0 {
+                    return Vec::new();
+                }
+                self.search_word(&q, &scope, limit)
+                    .into_iter()
+                    .map(|i| {
+                        let e = &self.entries[i as usize];
+                        SymbolHit {
+                            id: e.id,
+                            name: e.name.to_string(),
+                            qualified_name: e.qualified.to_string(),
+                            chunk_id: e.chunk_id,
+                        }
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    fn path(&self, e: &Entry) -> &str {
+        &self.files[e.file as usize].0
+    }
+
+    fn in_scope(&self, e: &Entry, scope: &Scope<'_>) -> bool {
+        scope.projects.contains(&e.project_id)
+            && (scope.languages.is_empty()
+                || scope.languages.iter().any(|l| **l == *self.files[e.file as usize].1))
+            && (scope.kinds.is_empty() || scope.kinds.iter().any(|k| **k == *e.kind))
+    }
+
+    /// Indexes into `entries` whose lowercased name starts with `prefix`.
+    fn name_range(&self, prefix: &str) -> std::ops::Range<usize> {
+        let start = self.entries.partition_point(|e| *e.lname < *prefix);
+        let len = self.entries[start..].partition_point(|e| e.lname.starts_with(prefix));
+        start..start + len
+    }
+
+    /// One word's matches (entry indexes), in the store's phases and orders.
+    fn search_word(&self, q: &str, scope: &Scope<'_>, limit: usize) -> Vec<u32> {
+        let mut out: Vec<u32> = Vec::new();
+        let mut seen: HashSet<u32> = HashSet::new();
+        if !q.is_empty() {
+            // Exact names, exact qualified names, then name prefixes.
+            let mut found: Vec<u32> = self
+                .name_range(q)
+                .map(|i| i as u32)
+                .chain(self.qualified_range(q).filter(|&i| *self.entries[i as usize].lqualified == *q))
+                .filter(|&i| self.in_scope(&self.entries[i as usize], scope))
+                .collect();
+            found.sort_unstable();
+            found.dedup();
+            self.take(found, limit, &mut out, &mut seen, |a, b| self.leading_order(q, a, b));
+            // Qualified-name prefixes, only while there is room.
+            if out.len() < limit {
+                let found: Vec<u32> = self
+                    .qualified_range(q)
+                    .filter(|i| !seen.contains(i) && self.in_scope(&self.entries[*i as usize], scope))
+                    .collect();
+                self.take(found, limit, &mut out, &mut seen, |a, b| self.leading_order(q, a, b));
+            }
+            // Substrings of the name or the qualified name (ASCII case-insensitive): each
+            // distinct qualified name is tested once, then the names that are not its suffix.
+            if out.len() < limit {
+                let finder = Finder::new(q.as_bytes());
+                let mut found: Vec<u32> = Vec::new();
+                for run in &self.qualified_runs {
+                    let first = &self.entries[self.by_qualified[run.start as usize] as usize];
+                    if finder.find(first.lqualified.as_bytes()).is_some() {
+                        found.extend(&self.by_qualified[run.start as usize..run.end as usize]);
+                    }
+                }
+                for &i in &self.name_not_in_qualified {
+                    let e = &self.entries[i as usize];
+                    if finder.find(e.lname.as_bytes()).is_some()
+                        && finder.find(e.lqualified.as_bytes()).is_none()
+                    {
+                        found.push(i);
+                    }
+                }
+                found.retain(|i| !seen.contains(i) && self.in_scope(&self.entries[*i as usize], scope));
+                self.take(found, limit, &mut out, &mut seen, |a, b| {
+                    let (ea, eb) = (&self.entries[a as usize], &self.entries[b as usize]);
+                    let (ca, cb) = (ea.lname.contains(q), eb.lname.contains(q));
+                    cb.cmp(&ca).then_with(|| self.tail_order(ea, eb))
+                });
+            }
+        }
+        if out.len() < limit {
+            self.fuzzy(q, scope, limit, &mut out, &seen);
+        }
+        out
+    }
+
+    /// Indexes into `entries` whose lowercased qualified name starts with `prefix`.
+    fn qualified_range(&self, prefix: &str) -> impl Iterator<Item = u32> + '_ {
+        let key = |i: &u32| &*self.entries[*i as usize].lqualified;
+        let start = self.by_qualified.partition_point(|i| key(i) < prefix);
+        let len = self.by_qualified[start..].partition_point(|i| key(i).starts_with(prefix));
+        self.by_qualified[start..start + len].iter().copied()
+    }
+
+    /// Sorts `found` by `order` and appends the first ones, up to `limit` in all.
+    fn take(
+        &self,
+        mut found: Vec<u32>,
+        limit: usize,
+        out: &mut Vec<u32>,
+        seen: &mut HashSet<u32>,
+        order: impl Fn(u32, u32) -> Ordering,
+    ) {
+        let room = limit.saturating_sub(out.len());
+        if found.len() > room && room > 0 {
+            found.select_nth_unstable_by(room - 1, |a, b| order(*a, *b));
+            found.truncate(room);
+        }
+        found.sort_by(|a, b| order(*a, *b));
+        found.truncate(room);
+        seen.extend(found.iter().copied());
+        out.extend(found);
+    }
+
+    /// The leading phases' order: exact name (0), exact qualified name (1), prefix (2); then
+    /// exported first; then the shorter of the matched text (the qualified name for exact
+    /// qualified matches, else the name); then that text, path and id.
+    fn leading_order(&self, q: &str, a: u32, b: u32) -> Ordering {
+        let (ea, eb) = (&self.entries[a as usize], &self.entries[b as usize]);
+        let rank = |e: &Entry| -> u8 {
+            if *e.lname == *q {
+                0
+            } else if *e.lqualified == *q {
+                1
+            } else {
+                2
+            }
+        };
+        let (ra, rb) = (rank(ea), rank(eb));
+        fn text(e: &Entry, rank: u8) -> (u32, &str) {
+            if rank < 2 { (e.qualified_chars, &e.qualified) } else { (e.name_chars, &e.name) }
+        }
+        let ((la, ta), (lb, tb)) = (text(ea, ra), text(eb, rb));
+        ra.cmp(&rb)
+            .then(eb.exported.cmp(&ea.exported))
+            .then(la.cmp(&lb))
+            .then_with(|| ta.cmp(tb))
+            .then_with(|| self.path(ea).cmp(self.path(eb)))
+            .then(ea.id.cmp(&eb.id))
+    }
+
+    /// Exported first, shorter names, name, path, id.
+    fn tail_order(&self, a: &Entry, b: &Entry) -> Ordering {
+        b.exported
+            .cmp(&a.exported)
+            .then(a.name_chars.cmp(&b.name_chars))
+            .then_with(|| a.name.cmp(&b.name))
+            .then_with(|| self.path(a).cmp(self.path(b)))
+            .then(a.id.cmp(&b.id))
+    }
+
+    /// Typos: the candidates the store reads (names starting with the query's first character,
+    /// of a length the distance can reach, in name order, at most [`fuzzy::MAX_CANDIDATES`]),
+    /// ranked by the same [`Fuzzy`].
+    fn fuzzy(&self, q: &str, scope: &Scope<'_>, limit: usize, out: &mut Vec<u32>, seen: &HashSet<u32>) {
+        let Some(fuzzy) = Fuzzy::new(q) else { return };
+        let (shortest, longest) = fuzzy.lengths();
+        let cap = usize::try_from(fuzzy::MAX_CANDIDATES).unwrap_or(usize::MAX);
+        let candidates: Vec<u32> = self
+            .name_range(&fuzzy.first())
+            .map(|i| i as u32)
+            .filter(|i| {
+                let e = &self.entries[*i as usize];
+                (shortest..=longest).contains(&i64::from(e.name_chars))
+                    && !seen.contains(i)
+                    && self.in_scope(e, scope)
+            })
+            .take(cap)
+            .collect();
+        let close = fuzzy.within(candidates.iter().map(|&i| (i64::from(i), &*self.entries[i as usize].name)));
+        let views: Vec<SymbolView> = close
+            .into_iter()
+            .map(|i| {
+                let e = &self.entries[i as usize];
+                SymbolView {
+                    // The entry's index stands in for the id while ranking; ties on everything
+                    // else are broken by id, and entries sort by id within equal name and path.
+                    id: i,
+                    project_id: e.project_id,
+                    path: self.path(e).to_string(),
+                    name: e.name.to_string(),
+                    qualified_name: e.qualified.to_string(),
+                    kind: e.kind.to_string(),
+                    signature: String::new(),
+                    start_line: 0,
+                    end_line: 0,
+                    exported: e.exported,
+                }
+            })
+            .collect();
+        out.extend(fuzzy.rank(views, limit - out.len()).into_iter().map(|v| v.id as u32));
+    }
+}
+
+/// The current [`SymbolTable`] of a store, if one has been loaded.
+#[derive(Debug)]
+pub struct SymbolIndex {
+    table: Mutex<Option<Arc<SymbolTable>>>,
+    loading: Mutex<Loading>,
+    /// Whether a stale table starts a load: long-running processes only.
+    background: bool,
+}
+
+#[derive(Debug, Default)]
+struct Loading {
+    running: bool,
+    last_start: Option<Instant>,
+}
+
+impl SymbolIndex {
+    /// An empty index; with `background`, a search that finds it stale starts a load.
+    pub fn new(background: bool) -> SymbolIndex {
+        SymbolIndex { table: Mutex::new(None), loading: Mutex::new(Loading::default()), background }
+    }
+
+    /// The table at the store's current symbols version, or `None` (the search then asks the
+    /// store) while there is none; a stale or missing table starts a background load.
+    pub async fn current(
+        self: &Arc<Self>,
+        store: &SharedStore,
+    ) -> Result<Option<Arc<SymbolTable>>, SearchError> {
+        let Some(version) = store.symbols_version().await? else { return Ok(None) };
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if let Some(table) = table.filter(|t| t.version == version) {
+            return Ok(Some(table));
+        }
+        if self.background {
+            self.start_load(store);
+        }
+        Ok(None)
+    }
+
+    /// The last table loaded, current or not.
+    pub fn loaded(&self) -> Option<Arc<SymbolTable>> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Reads and indexes the store's symbols now; `false` when the backend keeps no version.
+    pub async fn load(&self, store: &dyn Store) -> Result<bool, SearchError> {
+        let Some(snapshot) = store.symbol_snapshot().await? else { return Ok(false) };
+        let table = tokio::task::spawn_blocking(move || SymbolTable::build(snapshot))
+            .await
+            .map_err(|e| SearchError::Internal(format!("building the symbol table: {e}")))?;
+        let mut slot = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        // Two loads may race; the newer snapshot stays.
+        if slot.as_ref().is_none_or(|t| t.version <= table.version) {
+            *slot = Some(Arc::new(table));
+        }
+        Ok(true)
+    }
+
+    fn start_load(self: &Arc<Self>, store: &SharedStore) {
+        {
+            let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+            if loading.running || loading.last_start.is_some_and(|t| t.elapsed() < RELOAD_GAP) {
+                return;
+            }
+            loading.running = true;
+            loading.last_start = Some(Instant::now());
+        }
+        let (index, store) = (Arc::clone(self), SharedStore::clone(store));
+        tokio::spawn(async move {
+            let started = Instant::now();
+            match index.load(store.as_ref()).await {
+                Ok(_) => {
+                    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "symbol table loaded")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "loading the symbol table failed; symbol search stays in the store")
+                }
+            }
+            index.loading.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{SymbolFile, SymbolRow};
+
+    fn row(id: i64, name: &str, qualified_name: &str, exported: bool) -> SymbolRow {
+        SymbolRow {
+            id,
+            file_id: 1,
+            project_id: 7,
+            name: name.into(),
+            qualified_name: qualified_name.into(),
+            kind: "function".into(),
+            exported,
+            chunk_id: Some(100 + id),
+        }
+    }
+
+    fn table(rows: Vec<SymbolRow>) -> SymbolTable {
+        SymbolTable::build(SymbolSnapshot {
+            version: 3,
+            files: vec![SymbolFile { id: 1, path: "a.ts".into(), language: "typescript".into() }],
+            symbols: rows,
+        })
+    }
+
+    fn ids(t: &SymbolTable, word: &str, limit: i64) -> Vec<i64> {
+        let scope = SearchScope { project_ids: vec![7], languages: Vec::new(), kinds: Vec::new() };
+        t.search_words(&[word.to_string()], &scope, limit).remove(0).into_iter().map(|h| h.id).collect()
+    }
+
+    #[test]
+    fn phases_come_in_the_store_order() {
+        let t = table(vec![
+            row(1, "parseBody", "Parser.parseBody", false),
+            row(2, "parse", "parse", false),
+            row(3, "reparse", "reparse", true),
+            row(4, "parse", "parse", true),
+            row(5, "Parser", "Parser", true),
+            row(6, "prase", "prase", true),
+        ]);
+        // Exact (exported first), prefixes (shorter first), substrings, then the typo.
+        assert_eq!(ids(&t, "PARSE", 10), [4, 2, 5, 1, 3, 6]);
+        assert_eq!(ids(&t, "parse", 3), [4, 2, 5]);
+        // The qualified name's prefix after the name's; then `parse`, one edit away.
+        assert_eq!(ids(&t, "parser", 10), [5, 1, 4, 2]);
+        assert_eq!(t.version(), 3);
+        assert_eq!(t.len(), 6);
+    }
+
+    #[test]
+    fn a_name_outside_its_qualified_name_is_still_found_by_substring() {
+        // A default export the indexer qualified under another name.
+        let t = table(vec![row(1, "requestHandler", "default", true), row(2, "other", "x.other", true)]);
+        assert_eq!(ids(&t, "handler", 10), [1]);
+        assert_eq!(ids(&t, "defaul", 10), [1]);
+        assert_eq!(ids(&t, "othe", 10), [2]);
+        assert!(ids(&t, "zzz", 10).is_empty());
+    }
+
+    #[test]
+    fn scope_and_missing_files_keep_symbols_out() {
+        let mut outside = row(2, "parse", "parse", true);
+        outside.project_id = 8;
+        let mut orphan = row(3, "parse", "parse", true);
+        orphan.file_id = 99;
+        let t = table(vec![row(1, "parse", "parse", false), outside, orphan]);
+        assert_eq!(ids(&t, "parse", 10), [1]);
+        let scope =
+            SearchScope { project_ids: vec![7], languages: vec!["javascript".into()], kinds: Vec::new() };
+        assert!(t.search_words(&["parse".into()], &scope, 10)[0].is_empty());
+        let scope = SearchScope { project_ids: vec![7], languages: Vec::new(), kinds: vec!["class".into()] };
+        assert!(t.search_words(&["parse".into()], &scope, 10)[0].is_empty());
+    }
+}
