@@ -82,6 +82,19 @@ fn main() {
             .expect("store")
             .expect("indexed project");
 
+        // The symbol table a daemon loads at start (and again after changes, in the background).
+        let t0 = Instant::now();
+        assert!(engine.symbols.load(engine.store.as_ref()).await.expect("symbol table"));
+        let took = t0.elapsed();
+        let table = engine.symbols.loaded().expect("symbol table");
+        println!(
+            "symbol table: {} symbols loaded in {} ms, {} bytes ({} per symbol)",
+            table.len(),
+            ms(took),
+            table.heap_bytes(),
+            table.heap_bytes() / table.len().max(1)
+        );
+
         let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); MODES.len()];
         let mut results = [0usize; MODES.len()];
         let mut cpu = [Duration::ZERO; MODES.len()];
