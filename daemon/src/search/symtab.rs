@@ -17,12 +17,12 @@
 //! moves constantly and the store answers. Backends without a version (PostgreSQL) always
 //! answer in the store.
 //!
-//! Memory: [`SymbolTable::heap_bytes`]; 253 bytes per symbol on the search bench's corpus
-//! (12,219 symbols, 3.1 MB; `benches/results/search_modes.md`). Most of it is each name and
-//! qualified name held twice, as written and lowercased, and a 128-byte entry.
+//! Memory: [`SymbolTable::heap_bytes`]; 136 bytes per symbol on the search bench's corpus
+//! (12,219 symbols, 1.7 MB; `benches/results/search_modes.md`): an 80-byte entry, the name and
+//! qualified name once each, and the distinct qualified names once more, lowercased.
 
 use std::cmp::Ordering;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -45,17 +45,23 @@ pub struct SymbolHit {
 }
 
 /// The symbols of one store at one version, indexed for [`SymbolTable::search_words`].
+///
+/// Names are held once, as written: the store's case folding (`lower()`, ASCII only) is applied
+/// while comparing ([`lower_cmp`]), and only the distinct qualified names are also held
+/// lowercased, for the substring scan.
 pub struct SymbolTable {
     version: i64,
     /// Path and language per file slot ([`Entry::file`]).
     files: Vec<(Box<str>, Box<str>)>,
+    /// The kind names, by [`Entry::kind`].
+    kinds: Vec<Box<str>>,
     /// Sorted by lowercased name, name, path, id: the store's order for name prefixes and typo
     /// candidates.
     entries: Vec<Entry>,
     /// Entry indexes sorted by lowercased qualified name.
     by_qualified: Vec<u32>,
-    /// The runs of `by_qualified` sharing one lowercased qualified name.
-    qualified_runs: Vec<std::ops::Range<u32>>,
+    /// The runs of `by_qualified` sharing one lowercased qualified name, in its order.
+    qualified_runs: Vec<QualifiedRun>,
     /// Entries whose lowercased qualified name does not end with their lowercased name.
     name_not_in_qualified: Vec<u32>,
 }
@@ -65,16 +71,31 @@ struct Entry {
     project_id: i64,
     chunk_id: Option<i64>,
     name: Box<str>,
-    /// ASCII-lowercased, as the store's `lower()` folds.
-    lname: Box<str>,
     qualified: Box<str>,
-    lqualified: Box<str>,
-    kind: Box<str>,
     file: u32,
     /// Characters, as the store's `length()` counts.
     name_chars: u32,
     qualified_chars: u32,
+    kind: u16,
     exported: bool,
+}
+
+struct QualifiedRun {
+    /// The run's qualified name, ASCII-lowercased.
+    lowered: Box<str>,
+    /// Its positions in `by_qualified`.
+    members: std::ops::Range<u32>,
+}
+
+/// Orders two strings as the store orders `lower(a)` and `lower(b)`: byte order after ASCII
+/// lowercasing.
+fn lower_cmp(a: &str, b: &str) -> Ordering {
+    a.bytes().map(|c| c.to_ascii_lowercase()).cmp(b.bytes().map(|c| c.to_ascii_lowercase()))
+}
+
+/// Whether `lower(s)` starts with `prefix`, itself lowercased.
+fn lower_starts_with(s: &str, prefix: &str) -> bool {
+    s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
 impl std::fmt::Debug for SymbolTable {
@@ -96,13 +117,15 @@ struct Scope<'a> {
 impl SymbolTable {
     /// Indexes a snapshot of the store's symbols.
     pub fn build(snapshot: SymbolSnapshot) -> SymbolTable {
-        let slot: std::collections::HashMap<i64, u32> =
+        let slot: HashMap<i64, u32> =
             snapshot.files.iter().enumerate().map(|(i, f)| (f.id, i as u32)).collect();
         let files: Vec<(Box<str>, Box<str>)> = snapshot
             .files
             .into_iter()
             .map(|f| (f.path.into_boxed_str(), f.language.into_boxed_str()))
             .collect();
+        let mut kinds: Vec<Box<str>> = Vec::new();
+        let mut kind_slot: HashMap<String, u16> = HashMap::new();
         let mut entries: Vec<Entry> = snapshot
             .symbols
             .into_iter()
@@ -110,8 +133,10 @@ impl SymbolTable {
             // ordered, and the store would not return it either (its queries join the file).
             .filter_map(|s| {
                 let file = *slot.get(&s.file_id)?;
-                let lname = s.name.to_ascii_lowercase();
-                let lqualified = s.qualified_name.to_ascii_lowercase();
+                let kind = *kind_slot.entry(s.kind).or_insert_with_key(|k| {
+                    kinds.push(k.clone().into_boxed_str());
+                    (kinds.len() - 1) as u16
+                });
                 Some(Entry {
                     id: s.id,
                     project_id: s.project_id,
@@ -119,43 +144,52 @@ impl SymbolTable {
                     name_chars: s.name.chars().count() as u32,
                     qualified_chars: s.qualified_name.chars().count() as u32,
                     name: s.name.into_boxed_str(),
-                    lname: lname.into_boxed_str(),
                     qualified: s.qualified_name.into_boxed_str(),
-                    lqualified: lqualified.into_boxed_str(),
-                    kind: s.kind.into_boxed_str(),
+                    kind,
                     file,
                     exported: s.exported,
                 })
             })
             .collect();
+        // Collected through a filter, the vector may have grown to twice its length.
+        entries.shrink_to_fit();
         entries.sort_by(|a, b| {
-            a.lname
-                .cmp(&b.lname)
+            lower_cmp(&a.name, &b.name)
                 .then_with(|| a.name.cmp(&b.name))
                 .then_with(|| files[a.file as usize].0.cmp(&files[b.file as usize].0))
                 .then(a.id.cmp(&b.id))
         });
         let mut by_qualified: Vec<u32> = (0..entries.len() as u32).collect();
-        by_qualified.sort_by(|&a, &b| entries[a as usize].lqualified.cmp(&entries[b as usize].lqualified));
-        let mut qualified_runs: Vec<std::ops::Range<u32>> = Vec::new();
-        for (at, pair) in by_qualified.windows(2).enumerate() {
-            if entries[pair[0] as usize].lqualified != entries[pair[1] as usize].lqualified {
-                let start = qualified_runs.last().map_or(0, |r| r.end);
-                qualified_runs.push(start..at as u32 + 1);
+        by_qualified
+            .sort_by(|&a, &b| lower_cmp(&entries[a as usize].qualified, &entries[b as usize].qualified));
+        let mut qualified_runs: Vec<QualifiedRun> = Vec::new();
+        let mut start = 0;
+        for end in 1..=by_qualified.len() {
+            let first = &entries[by_qualified[start] as usize].qualified;
+            if end == by_qualified.len()
+                || lower_cmp(first, &entries[by_qualified[end] as usize].qualified).is_ne()
+            {
+                qualified_runs.push(QualifiedRun {
+                    lowered: first.to_ascii_lowercase().into_boxed_str(),
+                    members: start as u32..end as u32,
+                });
+                start = end;
             }
         }
-        if !by_qualified.is_empty() {
-            let start = qualified_runs.last().map_or(0, |r| r.end);
-            qualified_runs.push(start..by_qualified.len() as u32);
-        }
+        qualified_runs.shrink_to_fit();
         // A qualified name ends with the name, as the indexer writes them: then a substring of
         // the name is one of the qualified name, and one test answers both.
         let name_not_in_qualified: Vec<u32> = (0..entries.len() as u32)
-            .filter(|&i| !entries[i as usize].lqualified.ends_with(&*entries[i as usize].lname))
+            .filter(|&i| {
+                let e = &entries[i as usize];
+                let (q, n) = (e.qualified.as_bytes(), e.name.as_bytes());
+                !(q.len() >= n.len() && q[q.len() - n.len()..].eq_ignore_ascii_case(n))
+            })
             .collect();
         SymbolTable {
             version: snapshot.version,
             files,
+            kinds,
             entries,
             by_qualified,
             qualified_runs,
@@ -181,18 +215,19 @@ impl SymbolTable {
     /// overhead per allocation not counted).
     pub fn heap_bytes(&self) -> usize {
         use std::mem::size_of;
-        let strings: usize = self
-            .entries
-            .iter()
-            .map(|e| e.name.len() + e.lname.len() + e.qualified.len() + e.lqualified.len() + e.kind.len())
-            .sum();
+        let names: usize = self.entries.iter().map(|e| e.name.len() + e.qualified.len()).sum();
         let files: usize = self.files.iter().map(|(p, l)| p.len() + l.len()).sum();
+        let kinds: usize = self.kinds.iter().map(|k| k.len()).sum();
+        let lowered: usize = self.qualified_runs.iter().map(|r| r.lowered.len()).sum();
         self.entries.capacity() * size_of::<Entry>()
-            + strings
+            + names
             + self.files.capacity() * size_of::<(Box<str>, Box<str>)>()
             + files
+            + self.kinds.capacity() * size_of::<Box<str>>()
+            + kinds
             + self.by_qualified.capacity() * size_of::<u32>()
-            + self.qualified_runs.capacity() * size_of::<std::ops::Range<u32>>()
+            + self.qualified_runs.capacity() * size_of::<QualifiedRun>()
+            + lowered
             + self.name_not_in_qualified.capacity() * size_of::<u32>()
     }
 
@@ -232,14 +267,27 @@ impl SymbolTable {
         scope.projects.contains(&e.project_id)
             && (scope.languages.is_empty()
                 || scope.languages.iter().any(|l| **l == *self.files[e.file as usize].1))
-            && (scope.kinds.is_empty() || scope.kinds.iter().any(|k| **k == *e.kind))
+            && (scope.kinds.is_empty() || scope.kinds.iter().any(|k| **k == *self.kinds[usize::from(e.kind)]))
     }
 
-    /// Indexes into `entries` whose lowercased name starts with `prefix`.
+    /// Indexes into `entries` whose lowercased name starts with `prefix` (lowercased).
     fn name_range(&self, prefix: &str) -> std::ops::Range<usize> {
-        let start = self.entries.partition_point(|e| *e.lname < *prefix);
-        let len = self.entries[start..].partition_point(|e| e.lname.starts_with(prefix));
+        let start = self.entries.partition_point(|e| lower_cmp(&e.name, prefix).is_lt());
+        let len = self.entries[start..].partition_point(|e| lower_starts_with(&e.name, prefix));
         start..start + len
+    }
+
+    /// The runs of qualified names whose lowercased text starts with `prefix` (lowercased).
+    fn qualified_runs_from(&self, prefix: &str) -> &[QualifiedRun] {
+        let start = self.qualified_runs.partition_point(|r| *r.lowered < *prefix);
+        let len = self.qualified_runs[start..].partition_point(|r| r.lowered.starts_with(prefix));
+        &self.qualified_runs[start..start + len]
+    }
+
+    /// The entry indexes of some runs of `by_qualified`.
+    fn members<'a>(&'a self, runs: &'a [QualifiedRun]) -> impl Iterator<Item = u32> + 'a {
+        runs.iter()
+            .flat_map(|r| self.by_qualified[r.members.start as usize..r.members.end as usize].iter().copied())
     }
 
     /// One word's matches (entry indexes), in the store's phases and orders.
@@ -248,10 +296,12 @@ impl SymbolTable {
         let mut seen: HashSet<u32> = HashSet::new();
         if !q.is_empty() {
             // Exact names, exact qualified names, then name prefixes.
+            let prefixed = self.qualified_runs_from(q);
+            let exact = &prefixed[..prefixed.iter().take_while(|r| *r.lowered == *q).count()];
             let mut found: Vec<u32> = self
                 .name_range(q)
                 .map(|i| i as u32)
-                .chain(self.qualified_range(q).filter(|&i| *self.entries[i as usize].lqualified == *q))
+                .chain(self.members(exact))
                 .filter(|&i| self.in_scope(&self.entries[i as usize], scope))
                 .collect();
             found.sort_unstable();
@@ -260,7 +310,7 @@ impl SymbolTable {
             // Qualified-name prefixes, only while there is room.
             if out.len() < limit {
                 let found: Vec<u32> = self
-                    .qualified_range(q)
+                    .members(prefixed)
                     .filter(|i| !seen.contains(i) && self.in_scope(&self.entries[*i as usize], scope))
                     .collect();
                 self.take(found, limit, &mut out, &mut seen, |a, b| self.leading_order(q, a, b));
@@ -269,26 +319,29 @@ impl SymbolTable {
             // distinct qualified name is tested once, then the names that are not its suffix.
             if out.len() < limit {
                 let finder = Finder::new(q.as_bytes());
+                let holds = |s: &str| finder.find(s.to_ascii_lowercase().as_bytes()).is_some();
                 let mut found: Vec<u32> = Vec::new();
                 for run in &self.qualified_runs {
-                    let first = &self.entries[self.by_qualified[run.start as usize] as usize];
-                    if finder.find(first.lqualified.as_bytes()).is_some() {
-                        found.extend(&self.by_qualified[run.start as usize..run.end as usize]);
+                    if finder.find(run.lowered.as_bytes()).is_some() {
+                        found
+                            .extend(&self.by_qualified[run.members.start as usize..run.members.end as usize]);
                     }
                 }
                 for &i in &self.name_not_in_qualified {
                     let e = &self.entries[i as usize];
-                    if finder.find(e.lname.as_bytes()).is_some()
-                        && finder.find(e.lqualified.as_bytes()).is_none()
-                    {
+                    if holds(&e.name) && !holds(&e.qualified) {
                         found.push(i);
                     }
                 }
                 found.retain(|i| !seen.contains(i) && self.in_scope(&self.entries[*i as usize], scope));
+                // Names holding the word first.
+                let in_name: HashSet<u32> =
+                    found.iter().copied().filter(|&i| holds(&self.entries[i as usize].name)).collect();
                 self.take(found, limit, &mut out, &mut seen, |a, b| {
-                    let (ea, eb) = (&self.entries[a as usize], &self.entries[b as usize]);
-                    let (ca, cb) = (ea.lname.contains(q), eb.lname.contains(q));
-                    cb.cmp(&ca).then_with(|| self.tail_order(ea, eb))
+                    in_name
+                        .contains(&b)
+                        .cmp(&in_name.contains(&a))
+                        .then_with(|| self.tail_order(&self.entries[a as usize], &self.entries[b as usize]))
                 });
             }
         }
@@ -296,14 +349,6 @@ impl SymbolTable {
             self.fuzzy(q, scope, limit, &mut out, &seen);
         }
         out
-    }
-
-    /// Indexes into `entries` whose lowercased qualified name starts with `prefix`.
-    fn qualified_range(&self, prefix: &str) -> impl Iterator<Item = u32> + '_ {
-        let key = |i: &u32| &*self.entries[*i as usize].lqualified;
-        let start = self.by_qualified.partition_point(|i| key(i) < prefix);
-        let len = self.by_qualified[start..].partition_point(|i| key(i).starts_with(prefix));
-        self.by_qualified[start..start + len].iter().copied()
     }
 
     /// Sorts `found` by `order` and appends the first ones, up to `limit` in all.
@@ -332,9 +377,9 @@ impl SymbolTable {
     fn leading_order(&self, q: &str, a: u32, b: u32) -> Ordering {
         let (ea, eb) = (&self.entries[a as usize], &self.entries[b as usize]);
         let rank = |e: &Entry| -> u8 {
-            if *e.lname == *q {
+            if e.name.eq_ignore_ascii_case(q) {
                 0
-            } else if *e.lqualified == *q {
+            } else if e.qualified.eq_ignore_ascii_case(q) {
                 1
             } else {
                 2
@@ -394,7 +439,7 @@ impl SymbolTable {
                     path: self.path(e).to_string(),
                     name: e.name.to_string(),
                     qualified_name: e.qualified.to_string(),
-                    kind: e.kind.to_string(),
+                    kind: self.kinds[usize::from(e.kind)].to_string(),
                     signature: String::new(),
                     start_line: 0,
                     end_line: 0,
@@ -536,10 +581,14 @@ mod tests {
         assert_eq!(ids(&t, "parser", 10), [5, 1, 4, 2]);
         assert_eq!(t.version(), 3);
         assert_eq!(t.len(), 6);
-        // Six entries, each name twice and its qualified name twice, and the file.
-        let text: usize =
-            [9 + 16, 5 + 5, 7 + 7, 5 + 5, 6 + 6, 5 + 5].iter().sum::<usize>() * 2 + 6 * "function".len();
-        assert!(t.heap_bytes() >= 6 * std::mem::size_of::<Entry>() + text + "a.tstypescript".len());
+        // Six entries, each name and qualified name once, the five distinct qualified names
+        // lowercased, the file and the kind.
+        let names: usize = [9 + 16, 5 + 5, 7 + 7, 5 + 5, 6 + 6, 5 + 5].iter().sum();
+        let lowered =
+            "parser.parsebody".len() + "parse".len() + "reparse".len() + "parser".len() + "prase".len();
+        let least =
+            6 * std::mem::size_of::<Entry>() + names + lowered + "a.tstypescript".len() + "function".len();
+        assert!(t.heap_bytes() >= least, "{} < {least}", t.heap_bytes());
     }
 
     #[test]
