@@ -12,9 +12,9 @@
 //!
 //! It is kept current by the store's symbols version ([`Store::symbols_version`]): every search
 //! reads the version (one small statement) and uses the table only when it is at that version.
-//! Otherwise the search goes to the store, and a new table is read in the background, at most
-//! one at a time and at most once per [`RELOAD_GAP`]: while files are being indexed the version
-//! moves constantly and the store answers. Backends without a version (PostgreSQL) always
+//! Otherwise the search goes to the store, and a new table is read in the background, one at a
+//! time and spaced out ([`Loading::may_start`]): while files are being indexed the version moves
+//! constantly and the store answers. Backends without a version (PostgreSQL) always
 //! answer in the store.
 //!
 //! Memory: [`SymbolTable::heap_bytes`]; 136 bytes per symbol on the search bench's corpus
@@ -32,8 +32,12 @@ use super::SearchError;
 use crate::store::fuzzy::{self, Fuzzy};
 use crate::store::{SearchScope, SharedStore, Store, SymbolSnapshot, SymbolView};
 
-/// The least time between the starts of two background loads.
+/// The least time from the end of one background load to the start of the next.
 pub const RELOAD_GAP: Duration = Duration::from_secs(1);
+
+/// And the least time as a multiple of the last load's duration, so that reloading while files
+/// are being indexed takes at most a fifth of the time (a large table takes seconds to read).
+const LOAD_SPACING: u32 = 4;
 
 /// One symbol a word matched, with the chunk holding it.
 #[derive(Debug, Clone, PartialEq)]
@@ -463,7 +467,19 @@ pub struct SymbolIndex {
 #[derive(Debug, Default)]
 struct Loading {
     running: bool,
-    last_start: Option<Instant>,
+    /// When the last background load ended, and how long it took.
+    last: Option<(Instant, Duration)>,
+}
+
+impl Loading {
+    /// Whether a background load may start at `now`: none is running, and the last one ended at
+    /// least [`RELOAD_GAP`] ago, and at least [`LOAD_SPACING`] times its own duration.
+    fn may_start(&self, now: Instant) -> bool {
+        !self.running
+            && self.last.is_none_or(|(ended, took)| {
+                now.saturating_duration_since(ended) >= RELOAD_GAP.max(took * LOAD_SPACING)
+            })
+    }
 }
 
 impl SymbolIndex {
@@ -511,11 +527,10 @@ impl SymbolIndex {
     fn start_load(self: &Arc<Self>, store: &SharedStore) {
         {
             let mut loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
-            if loading.running || loading.last_start.is_some_and(|t| t.elapsed() < RELOAD_GAP) {
+            if !loading.may_start(Instant::now()) {
                 return;
             }
             loading.running = true;
-            loading.last_start = Some(Instant::now());
         }
         let (index, store) = (Arc::clone(self), SharedStore::clone(store));
         tokio::spawn(async move {
@@ -528,7 +543,9 @@ impl SymbolIndex {
                     tracing::warn!(error = %e, "loading the symbol table failed; symbol search stays in the store")
                 }
             }
-            index.loading.lock().unwrap_or_else(|e| e.into_inner()).running = false;
+            let mut loading = index.loading.lock().unwrap_or_else(|e| e.into_inner());
+            loading.running = false;
+            loading.last = Some((Instant::now(), started.elapsed()));
         });
     }
 }
@@ -589,6 +606,22 @@ mod tests {
         let least =
             6 * std::mem::size_of::<Entry>() + names + lowered + "a.tstypescript".len() + "function".len();
         assert!(t.heap_bytes() >= least, "{} < {least}", t.heap_bytes());
+    }
+
+    #[test]
+    fn background_loads_are_spaced_by_their_own_duration() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        assert!(Loading::default().may_start(t0));
+        assert!(!Loading { running: true, last: None }.may_start(t0));
+        // A quick load: the next one a second after it ended.
+        let quick = Loading { running: false, last: Some((t0, Duration::from_millis(10))) };
+        assert!(!quick.may_start(at(999)));
+        assert!(quick.may_start(at(1_000)));
+        // A two-second load: the next one eight seconds after it ended.
+        let slow = Loading { running: false, last: Some((t0, Duration::from_secs(2))) };
+        assert!(!slow.may_start(at(7_999)));
+        assert!(slow.may_start(at(8_000)));
     }
 
     #[test]
