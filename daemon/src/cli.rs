@@ -293,9 +293,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print_search(&response, json, explain);
                 return Ok(ExitCode::SUCCESS);
             }
-            let mut engine = Engine::open(config).await?;
-            // One search and exit: reading every symbol into memory would not pay for itself.
-            engine.symbols = std::sync::Arc::new(crate::search::symtab::SymbolIndex::new(false));
+            let engine = Engine::open(config).await?;
             let projects = match project {
                 Some(name) => vec![find_project(&engine, &name).await?],
                 None => engine.store.list_projects().await?,

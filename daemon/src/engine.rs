@@ -20,7 +20,7 @@ pub struct Engine {
     pub query_embedder: Arc<QueryEmbedder>,
     pub model: EmbeddingModel,
     pub vectors: Arc<LocalVectors>,
-    /// The symbols held in memory for symbol search, loaded on demand by long-running processes.
+    /// The symbols held in memory for symbol search, once a long-running process loads them.
     pub symbols: Arc<SymbolIndex>,
 }
 
@@ -40,7 +40,7 @@ impl Engine {
             QueryEmbedder::DEFAULT_CAPACITY,
             QueryEmbedder::DEFAULT_DEADLINE,
         ));
-        let symbols = Arc::new(SymbolIndex::new(true));
+        let symbols = Arc::new(SymbolIndex::default());
         Ok(Engine { config, store, embedder, query_embedder, model, vectors, symbols })
     }
 }

@@ -42,8 +42,8 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if local_vectors && let Err(e) = engine.vectors.sync(engine.store.as_ref()).await {
         tracing::warn!(error = %e, "could not bring the local vector index up to date; it is rebuilt on next use");
     }
-    // And the symbols held in memory (embedded mode), so that the first symbol search need not
-    // go to the store.
+    // And the symbols held in memory (embedded mode), kept current from now on, so that symbol
+    // searches need not go to the store.
     if let Err(e) = engine.symbols.load(engine.store.as_ref()).await {
         tracing::warn!(error = %e, "could not load the symbol table; symbol search asks the store until it loads");
     }

@@ -10,9 +10,11 @@
 //! (the store's phases and orders are followed step by step below; the test
 //! `symbol_table_answers_as_the_store_does` compares the two on every word of a corpus).
 //!
-//! It is kept current by the store's symbols version ([`Store::symbols_version`]): every search
-//! reads the version (one small statement) and uses the table only when it is at that version.
-//! Otherwise the search goes to the store, and a new table is read in the background, one at a
+//! A process holds the table once it has loaded it ([`SymbolIndex::load`]: `semdex serve` at
+//! start); until then every search goes to the store and nothing is read for the table. Once
+//! held, it is kept current by the store's symbols version ([`Store::symbols_version`]): every
+//! search reads the version (one small statement) and uses the table only when it is at that
+//! version. Otherwise the search goes to the store, and a new table is read in the background, one at a
 //! time and spaced out ([`Loading::may_start`]): while files are being indexed the version moves
 //! constantly and the store answers. Backends without a version (PostgreSQL) always
 //! answer in the store.
@@ -23,6 +25,7 @@
 
 use std::cmp::Ordering;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -240,14 +243,13 @@ impl SymbolTable {
     pub fn search_words(&self, words: &[String], scope: &SearchScope, limit: i64) -> Vec<Vec<SymbolHit>> {
         let scope = Scope { projects: &scope.project_ids, languages: &scope.languages, kinds: &scope.kinds };
         let limit = usize::try_from(limit).unwrap_or(0);
+        if scope.projects.is_empty() || limit == 0 {
+            return vec![Vec::new(); words.len()];
+        }
         words
             .iter()
             .map(|w| {
-                let q = w.trim().to_ascii_lowercase();
-                if scope.projects.is_empty() || limit == 0 {
-                    return Vec::new();
-                }
-                self.search_word(&q, &scope, limit)
+                self.search_word(&w.trim().to_ascii_lowercase(), &scope, limit)
                     .into_iter()
                     .map(|i| {
                         let e = &self.entries[i as usize];
@@ -456,12 +458,13 @@ impl SymbolTable {
 }
 
 /// The current [`SymbolTable`] of a store, if one has been loaded.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct SymbolIndex {
     table: Mutex<Option<Arc<SymbolTable>>>,
     loading: Mutex<Loading>,
-    /// Whether a stale table starts a load: long-running processes only.
-    background: bool,
+    /// Whether this process asked for the table (it called [`SymbolIndex::load`]): only then
+    /// do searches read the version, and a stale table start a background load.
+    held: AtomicBool,
 }
 
 #[derive(Debug, Default)]
@@ -483,25 +486,21 @@ impl Loading {
 }
 
 impl SymbolIndex {
-    /// An empty index; with `background`, a search that finds it stale starts a load.
-    pub fn new(background: bool) -> SymbolIndex {
-        SymbolIndex { table: Mutex::new(None), loading: Mutex::new(Loading::default()), background }
-    }
-
     /// The table at the store's current symbols version, or `None` (the search then asks the
     /// store) while there is none; a stale or missing table starts a background load.
     pub async fn current(
         self: &Arc<Self>,
         store: &SharedStore,
     ) -> Result<Option<Arc<SymbolTable>>, SearchError> {
+        if !self.held.load(AtomicOrdering::Relaxed) {
+            return Ok(None);
+        }
         let Some(version) = store.symbols_version().await? else { return Ok(None) };
         let table = self.table.lock().unwrap_or_else(|e| e.into_inner()).clone();
         if let Some(table) = table.filter(|t| t.version == version) {
             return Ok(Some(table));
         }
-        if self.background {
-            self.start_load(store);
-        }
+        self.start_load(store);
         Ok(None)
     }
 
@@ -510,8 +509,10 @@ impl SymbolIndex {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Reads and indexes the store's symbols now; `false` when the backend keeps no version.
+    /// Reads and indexes the store's symbols now, and from then on keeps them current; `false`
+    /// when the backend keeps no version.
     pub async fn load(&self, store: &dyn Store) -> Result<bool, SearchError> {
+        self.held.store(true, AtomicOrdering::Relaxed);
         let Some(snapshot) = store.symbol_snapshot().await? else { return Ok(false) };
         let table = tokio::task::spawn_blocking(move || SymbolTable::build(snapshot))
             .await

@@ -314,6 +314,17 @@ impl SqliteStore {
     }
 }
 
+/// The id of the chunk holding a symbol `s`'s first line: the first such chunk of its file.
+macro_rules! symbol_chunk {
+    () => {
+        "(SELECT c.id FROM chunks c WHERE c.file_id = s.file_id AND c.start_line <= s.start_line \
+         AND c.end_line >= s.start_line ORDER BY c.ordinal LIMIT 1)"
+    };
+}
+
+/// The symbols' version ([`Store::symbols_version`]), moved by triggers (migration 0006).
+const SYMBOLS_VERSION: &str = "SELECT version FROM symbols_version WHERE id = 1";
+
 /// A leading symbol phase's rank of a match of `?1` (ASCII-lowercased): 0 for the exact name, 1
 /// for the exact qualified name, 2 for a prefix.
 macro_rules! leading_rank {
@@ -1405,20 +1416,15 @@ impl Store for SqliteStore {
     }
 
     async fn symbols_version(&self) -> Result<Option<i64>> {
-        let version: i64 = sqlx::query_scalar("SELECT version FROM symbols_version WHERE id = 1")
-            .fetch_one(&self.reader)
-            .await
-            .map_err(db_err)?;
+        let version: i64 =
+            sqlx::query_scalar(SYMBOLS_VERSION).fetch_one(&self.reader).await.map_err(db_err)?;
         Ok(Some(version))
     }
 
     async fn symbol_snapshot(&self) -> Result<Option<SymbolSnapshot>> {
         // One read transaction: the version and the rows come from the same snapshot.
         let mut tx = self.reader.begin().await.map_err(db_err)?;
-        let version: i64 = sqlx::query_scalar("SELECT version FROM symbols_version WHERE id = 1")
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(db_err)?;
+        let version: i64 = sqlx::query_scalar(SYMBOLS_VERSION).fetch_one(&mut *tx).await.map_err(db_err)?;
         let files: Vec<(i64, String, String)> = sqlx::query_as(
             "SELECT f.id, f.path, f.language FROM files f \
              WHERE EXISTS (SELECT 1 FROM symbols s WHERE s.file_id = f.id)",
@@ -1427,11 +1433,11 @@ impl Store for SqliteStore {
         .await
         .map_err(db_err)?;
         type Row = (i64, i64, i64, String, String, String, bool, Option<i64>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT s.id, s.file_id, s.project_id, s.name, s.qualified_name, s.kind, s.exported, \
-             (SELECT c.id FROM chunks c WHERE c.file_id = s.file_id AND c.start_line <= s.start_line \
-             AND c.end_line >= s.start_line ORDER BY c.ordinal LIMIT 1) FROM symbols s",
-        )
+        let rows: Vec<Row> = sqlx::query_as(concat!(
+            "SELECT s.id, s.file_id, s.project_id, s.name, s.qualified_name, s.kind, s.exported, ",
+            symbol_chunk!(),
+            " FROM symbols s"
+        ))
         .fetch_all(&mut *tx)
         .await
         .map_err(db_err)?;
@@ -1476,11 +1482,11 @@ impl Store for SqliteStore {
         if symbol_ids.is_empty() {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(
-            "SELECT s.id AS symbol_id, (SELECT c.id FROM chunks c WHERE c.file_id = s.file_id \
-             AND c.start_line <= s.start_line AND c.end_line >= s.start_line ORDER BY c.ordinal LIMIT 1) AS chunk_id \
-             FROM symbols s WHERE s.id IN (SELECT value FROM json_each(?1))",
-        )
+        let rows = sqlx::query(concat!(
+            "SELECT s.id AS symbol_id, ",
+            symbol_chunk!(),
+            " AS chunk_id FROM symbols s WHERE s.id IN (SELECT value FROM json_each(?1))"
+        ))
         .bind(json_list(symbol_ids))
         .fetch_all(&self.reader)
         .await

@@ -375,7 +375,7 @@ async fn symbol_table_agrees(backend: Backend) {
     .await;
     let Some(ix) = ix else { return };
     let store = ix.engine.store.as_ref();
-    let index = SymbolIndex::new(false);
+    let index = SymbolIndex::default();
     let loaded = index.load(store).await.unwrap();
     if ix.engine.store.backend() == semdex::store::Backend::Postgres {
         // PostgreSQL keeps no symbols version: symbol search stays in the store.
@@ -462,6 +462,13 @@ async fn symbol_table_is_never_used_stale() {
     let (engine, store) = (&ix.engine, &ix.engine.store);
     let found = |hits: Vec<SearchHit>, name: &str| hits.iter().any(|h| h.chunk.content.contains(name));
     let current = || async { engine.symbols.current(store).await.unwrap().is_some() };
+
+    // A process that never loaded the table (a one-shot `semdex search`) searches the store and
+    // never reads the symbols into memory.
+    assert!(found(ix.search("ghostlyThing", Mode::Symbol, &[]).await, "ghostlyThing"));
+    assert!(!current().await);
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert!(engine.symbols.loaded().is_none());
 
     assert!(engine.symbols.load(store.as_ref()).await.unwrap());
     assert!(current().await);
