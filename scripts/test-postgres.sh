@@ -163,10 +163,11 @@ EOF
 
     log "starting postgres on 127.0.0.1:$port"
     # Test settings: durability off (a crash loses a throwaway database), room for many parallel
-    # test pools.
+    # test pools, and little disk: minimal WAL, recycled past 64 MB (the default keeps up to 1 GB).
     if ! as_pg "$bin/pg_ctl" -D "$RUN/data" -l "$RUN/postgres.log" -w -t 60 -s \
         -o "-p $port -k $RUN/socket -c listen_addresses=127.0.0.1 -c max_connections=400 \
-            -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=128MB" \
+            -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=128MB \
+            -c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=64MB -c min_wal_size=32MB" \
         start >&2; then
         cat "$RUN/postgres.log" >&2
         die "postgres did not start"

@@ -12,6 +12,11 @@ if [[ ! -t 1 ]]; then
     fmt_color=(-- --color=never)
 fi
 
+# A CI checkout is built once: incremental compilation state (about 2 GB) would only take disk.
+if [[ "${CI:-}" == "true" ]]; then
+    export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+fi
+
 if [[ -z "${SEMDEX_TEST_DATABASE_URL:-}" ]]; then
     pg_env="$(scripts/test-postgres.sh start)"
     eval "$pg_env"

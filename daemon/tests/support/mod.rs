@@ -17,7 +17,10 @@ pub const DATABASE_URL_VAR: &str = "SEMDEX_TEST_DATABASE_URL";
 /// run in parallel without seeing each other's rows. Returns `None` when no server is configured;
 /// under `CI=true` that is a failure instead, because no PostgreSQL test may be skipped in CI.
 ///
-/// Databases are not dropped afterwards: the provisioned server is thrown away as a whole.
+/// Each test runs in a process of its own (nextest), whose id is in the database's name. A test
+/// cannot drop its database on the way out (it may be panicking, and the pools close in the
+/// background), so each new one first drops those whose process has ended: the server then holds
+/// about as many databases as tests run at once, not one per test run so far.
 pub async fn pg_database() -> Option<String> {
     let Some(admin_url) = std::env::var(DATABASE_URL_VAR).ok().filter(|u| !u.is_empty()) else {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
@@ -40,12 +43,39 @@ pub async fn pg_database() -> Option<String> {
     let mut admin = sqlx::PgConnection::connect(&admin_url)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {DATABASE_URL_VAR}: {e}"));
+    drop_databases_of_ended_tests(&mut admin).await;
     sqlx::query(&format!("CREATE DATABASE {name}"))
         .execute(&mut admin)
         .await
         .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
     let _ = admin.close().await;
     Some(with_database(&admin_url, &name))
+}
+
+/// Drops the test databases whose creating process is gone. Errors are ignored: another test may
+/// be dropping the same database, and a database left over costs only disk.
+async fn drop_databases_of_ended_tests(admin: &mut sqlx::PgConnection) {
+    let names: Vec<String> =
+        sqlx::query_scalar(r"SELECT datname FROM pg_database WHERE datname LIKE 'semdex\_test\_%'")
+            .fetch_all(&mut *admin)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let Some(pid) = name.strip_prefix("semdex_test_").and_then(|rest| rest.split('_').next()) else {
+            continue;
+        };
+        if process_may_be_running(pid) {
+            continue;
+        }
+        let _ =
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)")).execute(&mut *admin).await;
+    }
+}
+
+/// Whether the process `pid` may still be running. Without `/proc` nothing is known, so yes.
+fn process_may_be_running(pid: &str) -> bool {
+    let proc = std::path::Path::new("/proc");
+    !proc.join("self").exists() || proc.join(pid).exists()
 }
 
 /// `url` with its database replaced by `name`, keeping any query parameters.
