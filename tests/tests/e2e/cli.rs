@@ -246,6 +246,43 @@ fn exit_codes_follow_the_contract() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/definitely/not/here"));
 }
 
+/// The README's first command, `scripts/quickstart.sh PATH QUERY`, with the path relative to
+/// where it is run (not to the checkout) and a prebuilt binary (`SEMDEX_BIN`) instead of a
+/// release build.
+#[test]
+fn quickstart_indexes_a_path_relative_to_the_callers_directory() {
+    let work = tempfile::tempdir().unwrap();
+    let repo = small_repo();
+    semdex_tests::copy_dir(repo.path(), &work.path().join("app"));
+    let semdex = Semdex::embedded();
+    let quickstart = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("bash");
+        cmd.arg(semdex_tests::workspace_root().join("scripts/quickstart.sh")).args(args);
+        cmd.current_dir(work.path()).env_clear();
+        for key in ["PATH", "HOME"] {
+            if let Some(v) = std::env::var_os(key) {
+                cmd.env(key, v);
+            }
+        }
+        cmd.env("SEMDEX_BIN", semdex_tests::semdex_bin())
+            .env("SEMDEX_DATA_DIR", semdex.data_dir.path())
+            .env("SEMDEX_EMBEDDING_DIMS", "256");
+        cmd.output().expect("running quickstart.sh")
+    };
+
+    let out = quickstart(&["app", "hash a password"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "quickstart failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("src/auth/password.ts"), "the best match is the password module: {stdout}");
+    let status = semdex.json(&["status", "--json"]);
+    let root = work.path().join("app").canonicalize().unwrap();
+    assert!(status.to_string().contains(&format!("\"{}\"", root.display())), "{status}");
+
+    let out = quickstart(&["no-such-dir", "x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-dir is not a directory"));
+}
+
 /// pgvector (server mode) and the local HNSW (embedded) answer the same on the fixture project.
 #[test]
 fn pgvector_and_local_hnsw_agree_on_the_fixture_project() {
