@@ -237,7 +237,7 @@ pub fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("semdex: {e:#}");
+            eprintln!("semdex: {}", crate::error_line(&e));
             ExitCode::from(1)
         }
     }
@@ -698,7 +698,7 @@ async fn index(
             if !dry_run {
                 let cancelled = e.downcast_ref::<indexing::Cancelled>().is_some();
                 let status = if cancelled { RunStatus::Cancelled } else { RunStatus::Failed };
-                let message = format!("{e:#}");
+                let message = crate::error_line(&e);
                 let _ =
                     store.add_run_event(run.id, "run", "error", Some(&message), serde_json::json!({})).await;
                 let _ = store.finish_run(run.id, status, Some(&message)).await;

@@ -264,7 +264,7 @@ impl Runner {
                 }
             }
             Err(e) => {
-                let message = format!("{e:#}");
+                let message = crate::error_line(&e);
                 tracing::warn!(run = run_id, error = %message, "index run failed");
                 let _ =
                     store.add_run_event(run_id, "run", "error", Some(&message), serde_json::json!({})).await;

@@ -38,7 +38,7 @@ pub enum StoreError {
     #[error("invalid: {0}")]
     Invalid(String),
     /// The database is unreachable or failed; details are in the logs.
-    #[error("database unavailable")]
+    #[error("{}", unavailable_message(.0))]
     Unavailable(#[source] sqlx::Error),
     /// Migrations failed or the schema is newer than this binary.
     #[error("migration: {0}")]
@@ -46,6 +46,24 @@ pub enum StoreError {
     /// Anything else from the driver.
     #[error("database error")]
     Other(#[source] sqlx::Error),
+}
+
+/// What an unavailable database tells its user: a full disk is named as such, because it is the
+/// one cause the user can act on at once.
+fn unavailable_message(err: &sqlx::Error) -> &'static str {
+    let sqlx::Error::Database(db) = err else { return "database unavailable" };
+    let code = db.code().unwrap_or_default();
+    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+        // Extended result codes keep the primary code in their low byte.
+        match code.parse::<i32>().map(|c| c & 0xff) {
+            Ok(13) => return "database write failed: the disk is full",
+            Ok(10) => return "database write failed: disk I/O error (is the disk full?)",
+            _ => {}
+        }
+    } else if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() && code == "53100" {
+        return "database write failed: the database server's disk is full";
+    }
+    "database unavailable"
 }
 
 /// Which backend a store is.

@@ -115,3 +115,79 @@ fn sigkill_during_indexing_loses_and_duplicates_nothing_in_server_mode() {
     }
     crash_and_recover(&|| crate::server_mode().expect("server mode"), "postgres");
 }
+
+/// The largest file under `dir`, in bytes.
+fn largest_file(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("read folder")
+        .map(|entry| {
+            let entry = entry.expect("folder entry");
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() { largest_file(&entry.path()) } else { meta.len() }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+/// A full disk in the middle of indexing: every write past a size limit fails (`ulimit -f`, with
+/// SIGXFSZ ignored, so writes return an error as on a full disk instead of killing the process).
+/// The run must fail with an error, not a panic, and the next run on a disk with room must
+/// produce exactly the index a clean run does.
+#[test]
+fn a_full_disk_during_indexing_loses_and_duplicates_nothing() {
+    let repo = corpus(3);
+    let root = repo.path().to_str().unwrap();
+    let reference_instance = Semdex::embedded();
+    assert_eq!(index(&reference_instance, repo.path())["status"], "succeeded");
+    let reference = fingerprint(&reference_instance);
+    let largest = largest_file(reference_instance.data_dir.path());
+    assert!(largest > 256 * 1024, "the data directory has a file of some size: {largest} bytes");
+
+    let mut failed = 0;
+    for percent in [5, 30, 50, 70, 85, 95] {
+        let semdex = Semdex::embedded();
+        // `ulimit -f` counts blocks of 1,024 bytes.
+        let limit = (largest * percent / 100 / 1024).max(1);
+        let base = semdex.command();
+        let mut cmd = std::process::Command::new("bash");
+        cmd.env_clear();
+        for (key, value) in base.get_envs() {
+            if let Some(value) = value {
+                cmd.env(key, value);
+            }
+        }
+        let out = cmd
+            .args(["-c", "trap '' XFSZ; ulimit -f \"$1\"; exec \"$0\" index \"$2\" --project crash --json"])
+            .arg(base.get_program())
+            .arg(limit.to_string())
+            .arg(root)
+            .output()
+            .expect("running semdex under a file size limit");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let context = format!("limit {limit} KiB ({percent}% of {largest} bytes)");
+        if !out.status.success() {
+            failed += 1;
+            assert_eq!(out.status.code(), Some(1), "{context}: an error exit, not a crash: {stderr}");
+            assert!(!stderr.contains("panicked"), "{context}: {stderr}");
+            // The database is the largest file, so it is the one that fails: the message says
+            // what to check, and says it once.
+            assert_eq!(stderr.matches("(is the disk full?)").count(), 1, "{context}: {stderr}");
+            assert_eq!(stderr.matches("disk I/O error").count(), 2, "{context}: {stderr}");
+        }
+
+        let recovered = index(&semdex, repo.path());
+        assert_eq!(recovered["status"], "succeeded", "{context}: {recovered}");
+        assert_eq!(
+            fingerprint(&semdex),
+            reference,
+            "{context}: the recovered index differs from a clean one"
+        );
+        let again = index(&semdex, repo.path());
+        assert_eq!(
+            (again["files_indexed"].as_i64(), again["chunks_embedded"].as_i64()),
+            (Some(0), Some(0)),
+            "{context}: nothing is left pending: {again}"
+        );
+    }
+    assert!(failed >= 4, "only {failed} of 6 size limits made the run fail");
+}
