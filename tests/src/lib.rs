@@ -113,8 +113,35 @@ impl Semdex {
     /// Starts `semdex serve` on a free loopback port with extra environment, and waits until
     /// it prints the address it listens on.
     pub fn serve(&self, env: &[(&str, &str)]) -> Daemon {
+        self.serve_with(self.command(), env)
+    }
+
+    /// [`Semdex::serve`] with every file the daemon writes limited to `kib` KiB: a soft
+    /// `ulimit -f` with SIGXFSZ ignored, so writes past it fail as on a full disk, until
+    /// [`Daemon::lift_file_size_limit`].
+    pub fn serve_with_file_size_limit(&self, kib: u64, env: &[(&str, &str)]) -> Daemon {
+        self.serve_with(self.with_file_size_limit(kib), env)
+    }
+
+    /// This instance's command run through bash under a soft file size limit of `kib` KiB, with
+    /// SIGXFSZ ignored (a write past the limit then fails with an error instead of killing).
+    pub fn with_file_size_limit(&self, kib: u64) -> Command {
+        let base = self.command();
+        let mut cmd = Command::new("bash");
+        cmd.env_clear();
+        for (key, value) in base.get_envs() {
+            if let Some(value) = value {
+                cmd.env(key, value);
+            }
+        }
+        cmd.args(["-c", "trap '' XFSZ; ulimit -S -f \"$0\"; exec \"$@\""])
+            .arg(kib.to_string())
+            .arg(base.get_program());
+        cmd
+    }
+
+    fn serve_with(&self, mut cmd: Command, env: &[(&str, &str)]) -> Daemon {
         use std::io::BufRead;
-        let mut cmd = self.command();
         cmd.arg("serve").env("SEMDEX_LISTEN", "127.0.0.1:0");
         for (k, v) in env {
             cmd.env(k, v);
@@ -193,6 +220,15 @@ impl Daemon {
         self.request("POST", path, Some(body))
     }
 
+    /// Lifts the limit set by [`Semdex::serve_with_file_size_limit`] (`prlimit`, util-linux).
+    pub fn lift_file_size_limit(&self) {
+        let status = Command::new("prlimit")
+            .args(["--pid", &self.child.id().to_string(), "--fsize=unlimited:"])
+            .status()
+            .expect("running prlimit");
+        assert!(status.success(), "prlimit could not lift the file size limit");
+    }
+
     /// Polls a run until it finishes and returns it.
     pub fn wait_run(&self, run_id: i64) -> serde_json::Value {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
@@ -228,6 +264,19 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The size of the largest file under `dir`, in bytes.
+pub fn largest_file(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("read folder")
+        .map(|entry| {
+            let entry = entry.expect("folder entry");
+            let meta = entry.metadata().expect("metadata");
+            if meta.is_dir() { largest_file(&entry.path()) } else { meta.len() }
+        })
+        .max()
+        .unwrap_or(0)
 }
 
 /// Copies a folder recursively (regular files and folders only).

@@ -66,6 +66,21 @@ fn unavailable_message(err: &sqlx::Error) -> &'static str {
     "database unavailable"
 }
 
+/// The pools' `before_acquire` check. When a transaction's ROLLBACK fails (a full disk can do
+/// that), the driver still counts its connection as inside the transaction, and every later
+/// `begin` on it fails: one full disk would stop all writes until a restart. Such a connection is
+/// closed instead of handed out, and the pool opens a fresh one.
+pub(crate) fn not_left_in_transaction<'c, C: sqlx::Connection>(
+    conn: &'c mut C,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<bool, sqlx::Error>> + Send + 'c>> {
+    let usable = !conn.is_in_transaction();
+    if !usable {
+        tracing::warn!("replacing a database connection left inside a transaction that failed to roll back");
+    }
+    Box::pin(std::future::ready(Ok(usable)))
+}
+
 /// Which backend a store is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -246,6 +246,7 @@ impl PgStore {
             .min_connections(0)
             .acquire_timeout(Duration::from_secs(30))
             .idle_timeout(Some(Duration::from_secs(600)))
+            .before_acquire(super::not_left_in_transaction)
             .connect(url)
             .await
             .map_err(db_err)?;

@@ -242,6 +242,7 @@ impl SqliteStore {
             .max_lifetime(None)
             // An in-process connection to a local file cannot drop: no ping before each use.
             .test_before_acquire(false)
+            .before_acquire(super::not_left_in_transaction)
             // A long replace_file holds the writer; queued writes wait for it.
             .acquire_timeout(Duration::from_secs(120))
             .connect_with(base.clone().create_if_missing(true))
@@ -257,6 +258,7 @@ impl SqliteStore {
             .idle_timeout(Some(Duration::from_secs(600)))
             .acquire_timeout(Duration::from_secs(30))
             .test_before_acquire(false)
+            .before_acquire(super::not_left_in_transaction)
             // Opened after the writer set WAL (a persistent property of the file), so readers
             // never need to write; query_only makes a stray write an error. Searches touch the
             // full-text index and the symbols all over: pages come from a memory map of the file

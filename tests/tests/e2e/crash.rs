@@ -9,7 +9,7 @@
 
 use std::time::{Duration, Instant};
 
-use semdex_tests::{Semdex, corpus};
+use semdex_tests::{Semdex, corpus, largest_file};
 use serde_json::{Value, json};
 
 const QUERIES: [&str; 3] = ["hash a password", "send an email notification", "parse the configuration"];
@@ -116,19 +116,6 @@ fn sigkill_during_indexing_loses_and_duplicates_nothing_in_server_mode() {
     crash_and_recover(&|| crate::server_mode().expect("server mode"), "postgres");
 }
 
-/// The largest file under `dir`, in bytes.
-fn largest_file(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir)
-        .expect("read folder")
-        .map(|entry| {
-            let entry = entry.expect("folder entry");
-            let meta = entry.metadata().expect("metadata");
-            if meta.is_dir() { largest_file(&entry.path()) } else { meta.len() }
-        })
-        .max()
-        .unwrap_or(0)
-}
-
 /// A full disk in the middle of indexing: every write past a size limit fails (`ulimit -f`, with
 /// SIGXFSZ ignored, so writes return an error as on a full disk instead of killing the process).
 /// The run must fail with an error, not a panic, and the next run on a disk with room must
@@ -148,19 +135,9 @@ fn a_full_disk_during_indexing_loses_and_duplicates_nothing() {
         let semdex = Semdex::embedded();
         // `ulimit -f` counts blocks of 1,024 bytes.
         let limit = (largest * percent / 100 / 1024).max(1);
-        let base = semdex.command();
-        let mut cmd = std::process::Command::new("bash");
-        cmd.env_clear();
-        for (key, value) in base.get_envs() {
-            if let Some(value) = value {
-                cmd.env(key, value);
-            }
-        }
-        let out = cmd
-            .args(["-c", "trap '' XFSZ; ulimit -f \"$1\"; exec \"$0\" index \"$2\" --project crash --json"])
-            .arg(base.get_program())
-            .arg(limit.to_string())
-            .arg(root)
+        let out = semdex
+            .with_file_size_limit(limit)
+            .args(["index", root, "--project", "crash", "--json"])
             .output()
             .expect("running semdex under a file size limit");
         let stderr = String::from_utf8_lossy(&out.stderr);

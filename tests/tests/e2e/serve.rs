@@ -2,7 +2,9 @@
 //! runner index it, search, change a file, queue a run for the changed path, and see search
 //! follow; cancel a run; shut down cleanly on SIGTERM; two daemons sharing one PostgreSQL queue.
 
-use semdex_tests::{Daemon, Semdex, copy_dir, corpus, count_files, fixture, write_file};
+use semdex_tests::{
+    Daemon, Semdex, copy_dir, corpus, count_files, eventually, fixture, largest_file, write_file,
+};
 use serde_json::json;
 
 fn repo() -> tempfile::TempDir {
@@ -250,4 +252,53 @@ fn a_run_whose_daemon_died_is_taken_over_when_its_lease_lapses() {
     if let Some(server) = crate::server_mode() {
         takeover(&server);
     }
+}
+
+/// Index runs this daemon finished with `outcome`, from its metrics.
+fn runs_finished(daemon: &Daemon, outcome: &str) -> u64 {
+    let (_, metrics) = daemon.get("/metrics");
+    let line = format!("semdex_index_runs_total{{outcome=\"{outcome}\"}} ");
+    let text = metrics.as_str().expect("metrics are text");
+    text.lines().filter_map(|l| l.strip_prefix(&line)?.parse::<u64>().ok()).sum()
+}
+
+/// The disk fills while the daemon indexes: the run fails, and once there is room again the same
+/// daemon indexes without a restart (a connection whose rollback failed on the full disk is not
+/// reused), and the index equals a clean one. A run whose end could not be written is taken over
+/// when its lease lapses.
+#[test]
+fn a_full_disk_fails_a_run_and_the_daemon_recovers_without_a_restart() {
+    let repo = corpus(3);
+    let root = std::fs::canonicalize(repo.path()).unwrap();
+    let roots = root.parent().unwrap().to_str().unwrap().to_string();
+    let reference = Semdex::embedded();
+    let clean = reference.json(&["index", root.to_str().unwrap(), "--json"]);
+    assert_eq!(clean["status"], "succeeded", "{clean}");
+    let largest = largest_file(reference.data_dir.path());
+
+    let semdex = Semdex::embedded();
+    std::fs::write(
+        semdex.data_dir.path().join("semdex.toml"),
+        "[server]\nlease_secs = 3\npoll_millis = 100\n",
+    )
+    .unwrap();
+    // A third of the database's full size: the run fails while writing.
+    let daemon = semdex.serve_with_file_size_limit(largest / 3 / 1024, &[("SEMDEX_ALLOWED_ROOTS", &roots)]);
+    let (project, first) = register(&daemon, "full", &root);
+    eventually("the run to fail on the full disk", || runs_finished(&daemon, "failed") >= 1);
+
+    daemon.lift_file_size_limit();
+    let (status, queued) = daemon.post(&format!("/v1/projects/{project}/runs"), &json!({}));
+    assert_eq!(status, 202, "{queued}");
+    let next = daemon.wait_run(queued["run_id"].as_i64().unwrap());
+    assert_eq!(next["status"], "succeeded", "{next}");
+    let first = daemon.wait_run(first);
+    assert!(matches!(first["status"].as_str(), Some("failed" | "succeeded")), "{first}");
+
+    let rows = |s: &Semdex| {
+        let status = s.json(&["status", "--json"]);
+        ["files", "symbols", "imports", "chunks", "embeddings"].map(|t| status["rows"][t].as_i64())
+    };
+    assert_eq!(rows(&semdex), rows(&reference), "the recovered index equals a clean one");
+    assert!(daemon.terminate().success());
 }
