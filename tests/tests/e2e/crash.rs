@@ -58,8 +58,11 @@ fn crash_and_recover(new_instance: &dyn Fn() -> Semdex, backend: &str) {
         .unwrap_or_else(|| fastrand::u64(..));
     let mut rng = fastrand::Rng::with_seed(seed);
     // Kill times spread over the whole cold run (and a little past it, where the local HNSW
-    // files are written), including process start-up.
-    let window = cold_time.as_millis() as u64 * 11 / 10 + 1;
+    // files are written), including process start-up. A run that ends before its kill time shows
+    // how long a cold run takes now, and the window follows it: the machine's load changes while
+    // the test runs, and a window sized by one slow run would let most kills land after the end.
+    let window_for = |run: Duration| run.as_millis() as u64 * 11 / 10 + 1;
+    let mut window = window_for(cold_time);
     let mut killed_midway = 0;
     for i in 0..iterations {
         let semdex = new_instance();
@@ -71,9 +74,19 @@ fn crash_and_recover(new_instance: &dyn Fn() -> Semdex, backend: &str) {
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("starting semdex index");
-        std::thread::sleep(delay);
-        if child.try_wait().expect("polling semdex").is_none() {
-            killed_midway += 1;
+        let spawned = Instant::now();
+        let mut ended_after = None;
+        while ended_after.is_none() && spawned.elapsed() < delay {
+            if child.try_wait().expect("polling semdex").is_some() {
+                ended_after = Some(spawned.elapsed());
+            } else {
+                std::thread::sleep(delay.saturating_sub(spawned.elapsed()).min(Duration::from_millis(2)));
+            }
+        }
+        match ended_after {
+            Some(run) => window = window_for(run),
+            None if child.try_wait().expect("polling semdex").is_none() => killed_midway += 1,
+            None => {}
         }
         child.kill().expect("SIGKILL");
         let _ = child.wait();
