@@ -43,10 +43,9 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         tracing::warn!(error = %e, "could not bring the local vector index up to date; it is rebuilt on next use");
     }
     // And the symbols held in memory (embedded mode), kept current from now on, so that symbol
-    // searches need not go to the store.
-    if let Err(e) = engine.symbols.load(engine.store.as_ref()).await {
-        tracing::warn!(error = %e, "could not load the symbol table; symbol search asks the store until it loads");
-    }
+    // searches need not go to the store. The first load runs in the background: a large table
+    // takes seconds, and the store answers until it is in.
+    engine.symbols.hold(&engine.store);
 
     let shutdown = CancellationToken::new();
     let tracker = TaskTracker::new();

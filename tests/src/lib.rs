@@ -63,7 +63,12 @@ impl Semdex {
     /// The command with a clean environment: only PATH and HOME survive, plus the data dir
     /// and database URL of this instance.
     pub fn command(&self) -> Command {
-        let mut cmd = Command::new(semdex_bin());
+        self.command_for(semdex_bin())
+    }
+
+    /// `program` (a script or a wrapper of semdex) with the environment [`Semdex::command`] gives.
+    pub fn command_for(&self, program: impl AsRef<std::ffi::OsStr>) -> Command {
+        let mut cmd = Command::new(program);
         cmd.env_clear();
         for key in ["PATH", "HOME"] {
             if let Some(v) = std::env::var_os(key) {
@@ -100,6 +105,33 @@ impl Semdex {
     }
 }
 
+impl Semdex {
+    /// What must be identical between an index that recovered (from a crash, a full disk) and a
+    /// clean one: the row counts, the projects, and the top semantic results of a few queries.
+    pub fn fingerprint(&self) -> serde_json::Value {
+        use serde_json::{Value, json};
+        const QUERIES: [&str; 3] =
+            ["hash a password", "send an email notification", "parse the configuration"];
+        const TABLES: [&str; 5] = ["files", "symbols", "imports", "chunks", "embeddings"];
+        let status = self.json(&["status", "--json"]);
+        let rows: Vec<Value> = TABLES.iter().map(|t| json!([t, status["rows"][t]])).collect();
+        let projects = status["projects"].clone();
+        let searches: Vec<Value> = QUERIES
+            .iter()
+            .map(|q| {
+                let found = self.json(&["search", q, "--mode", "semantic", "--top-k", "5", "--json"]);
+                found["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| json!([r["path"], r["start_line"], r["end_line"]]))
+                    .collect()
+            })
+            .collect();
+        json!({ "rows": rows, "projects": projects, "searches": searches })
+    }
+}
+
 /// A running `semdex serve`, stopped (killed) when dropped.
 pub struct Daemon {
     pub child: std::process::Child,
@@ -126,17 +158,10 @@ impl Semdex {
     /// This instance's command run through bash under a soft file size limit of `kib` KiB, with
     /// SIGXFSZ ignored (a write past the limit then fails with an error instead of killing).
     pub fn with_file_size_limit(&self, kib: u64) -> Command {
-        let base = self.command();
-        let mut cmd = Command::new("bash");
-        cmd.env_clear();
-        for (key, value) in base.get_envs() {
-            if let Some(value) = value {
-                cmd.env(key, value);
-            }
-        }
+        let mut cmd = self.command_for("bash");
         cmd.args(["-c", "trap '' XFSZ; ulimit -S -f \"$0\"; exec \"$@\""])
             .arg(kib.to_string())
-            .arg(base.get_program());
+            .arg(semdex_bin());
         cmd
     }
 

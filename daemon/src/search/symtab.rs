@@ -10,14 +10,15 @@
 //! (the store's phases and orders are followed step by step below; the test
 //! `symbol_table_answers_as_the_store_does` compares the two on every word of a corpus).
 //!
-//! A process holds the table once it has loaded it ([`SymbolIndex::load`]: `semdex serve` at
-//! start); until then every search goes to the store and nothing is read for the table. Once
-//! held, it is kept current by the store's symbols version ([`Store::symbols_version`]): every
-//! search reads the version (one small statement) and uses the table only when it is at that
-//! version. Otherwise the search goes to the store, and a new table is read in the background, one at a
-//! time and spaced out ([`Loading::may_start`]): while files are being indexed the version moves
-//! constantly and the store answers. Backends without a version (PostgreSQL) always
-//! answer in the store.
+//! A process holds the table once it has asked for it ([`SymbolIndex::hold`], which `semdex
+//! serve` calls at start and which loads in the background, or [`SymbolIndex::load`]); until
+//! then every search goes to the store and nothing is read for the table. Once held, it is kept
+//! current by the store's symbols version ([`Store::symbols_version`]): every search reads the
+//! version (one small statement) and uses the table only when it is at that version. Otherwise
+//! the search goes to the store, and a new table is read in the background, one at a time and
+//! spaced out ([`Loading::may_start`]): while files are being indexed the version moves
+//! constantly and the store answers. Backends without a version (PostgreSQL) always answer in
+//! the store.
 //!
 //! Memory: [`SymbolTable::heap_bytes`]; 136 bytes per symbol on the search bench's corpus
 //! (12,219 symbols, 1.7 MB; `benches/results/search_modes.md`): an 80-byte entry, the name and
@@ -105,6 +106,16 @@ fn lower_starts_with(s: &str, prefix: &str) -> bool {
     s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
+/// Whether `lower(s)` ends with `lower(suffix)`.
+fn lower_ends_with(s: &str, suffix: &str) -> bool {
+    s.len() >= suffix.len() && s.as_bytes()[s.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+}
+
+/// Whether `lower(s)` holds `word`, itself lowercased and not empty.
+fn lower_contains(s: &str, word: &str) -> bool {
+    s.as_bytes().windows(word.len()).any(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+}
+
 impl std::fmt::Debug for SymbolTable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SymbolTable")
@@ -187,11 +198,7 @@ impl SymbolTable {
         // A qualified name ends with the name, as the indexer writes them: then a substring of
         // the name is one of the qualified name, and one test answers both.
         let name_not_in_qualified: Vec<u32> = (0..entries.len() as u32)
-            .filter(|&i| {
-                let e = &entries[i as usize];
-                let (q, n) = (e.qualified.as_bytes(), e.name.as_bytes());
-                !(q.len() >= n.len() && q[q.len() - n.len()..].eq_ignore_ascii_case(n))
-            })
+            .filter(|&i| !lower_ends_with(&entries[i as usize].qualified, &entries[i as usize].name))
             .collect();
         SymbolTable {
             version: snapshot.version,
@@ -325,7 +332,6 @@ impl SymbolTable {
             // distinct qualified name is tested once, then the names that are not its suffix.
             if out.len() < limit {
                 let finder = Finder::new(q.as_bytes());
-                let holds = |s: &str| finder.find(s.to_ascii_lowercase().as_bytes()).is_some();
                 let mut found: Vec<u32> = Vec::new();
                 for run in &self.qualified_runs {
                     if finder.find(run.lowered.as_bytes()).is_some() {
@@ -335,14 +341,17 @@ impl SymbolTable {
                 }
                 for &i in &self.name_not_in_qualified {
                     let e = &self.entries[i as usize];
-                    if holds(&e.name) && !holds(&e.qualified) {
+                    if lower_contains(&e.name, q) && !lower_contains(&e.qualified, q) {
                         found.push(i);
                     }
                 }
                 found.retain(|i| !seen.contains(i) && self.in_scope(&self.entries[*i as usize], scope));
                 // Names holding the word first.
-                let in_name: HashSet<u32> =
-                    found.iter().copied().filter(|&i| holds(&self.entries[i as usize].name)).collect();
+                let in_name: HashSet<u32> = found
+                    .iter()
+                    .copied()
+                    .filter(|&i| lower_contains(&self.entries[i as usize].name, q))
+                    .collect();
                 self.take(found, limit, &mut out, &mut seen, |a, b| {
                     in_name
                         .contains(&b)
@@ -523,6 +532,13 @@ impl SymbolIndex {
             *slot = Some(Arc::new(table));
         }
         Ok(true)
+    }
+
+    /// Keeps the table current from now on, the first load starting in the background (the
+    /// store answers until it is in): what `semdex serve` calls at start.
+    pub fn hold(self: &Arc<Self>, store: &SharedStore) {
+        self.held.store(true, AtomicOrdering::Relaxed);
+        self.start_load(store);
     }
 
     fn start_load(self: &Arc<Self>, store: &SharedStore) {

@@ -57,7 +57,8 @@ fn unavailable_message(err: &sqlx::Error) -> &'static str {
         // Extended result codes keep the primary code in their low byte.
         match code.parse::<i32>().map(|c| c & 0xff) {
             Ok(13) => return "database write failed: the disk is full",
-            Ok(10) => return "database write failed: disk I/O error (is the disk full?)",
+            // Reads fail with it too, so it is not called a write.
+            Ok(10) => return "database disk I/O error (is the disk full?)",
             _ => {}
         }
     } else if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() && code == "53100" {

@@ -256,18 +256,14 @@ fn quickstart_indexes_a_path_relative_to_the_callers_directory() {
     semdex_tests::copy_dir(repo.path(), &work.path().join("app"));
     let semdex = Semdex::embedded();
     let quickstart = |args: &[&str]| {
-        let mut cmd = std::process::Command::new("bash");
-        cmd.arg(semdex_tests::workspace_root().join("scripts/quickstart.sh")).args(args);
-        cmd.current_dir(work.path()).env_clear();
-        for key in ["PATH", "HOME"] {
-            if let Some(v) = std::env::var_os(key) {
-                cmd.env(key, v);
-            }
-        }
-        cmd.env("SEMDEX_BIN", semdex_tests::semdex_bin())
-            .env("SEMDEX_DATA_DIR", semdex.data_dir.path())
-            .env("SEMDEX_EMBEDDING_DIMS", "256");
-        cmd.output().expect("running quickstart.sh")
+        semdex
+            .command_for("bash")
+            .arg(semdex_tests::workspace_root().join("scripts/quickstart.sh"))
+            .args(args)
+            .current_dir(work.path())
+            .env("SEMDEX_BIN", semdex_tests::semdex_bin())
+            .output()
+            .expect("running quickstart.sh")
     };
 
     let out = quickstart(&["app", "hash a password"]);

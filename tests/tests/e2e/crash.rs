@@ -10,30 +10,7 @@
 use std::time::{Duration, Instant};
 
 use semdex_tests::{Semdex, corpus, largest_file};
-use serde_json::{Value, json};
-
-const QUERIES: [&str; 3] = ["hash a password", "send an email notification", "parse the configuration"];
-const TABLES: [&str; 5] = ["files", "symbols", "imports", "chunks", "embeddings"];
-
-/// What must be identical between a crashed-then-recovered index and a clean one.
-fn fingerprint(semdex: &Semdex) -> Value {
-    let status = semdex.json(&["status", "--json"]);
-    let rows: Vec<Value> = TABLES.iter().map(|t| json!([t, status["rows"][t]])).collect();
-    let projects = status["projects"].clone();
-    let searches: Vec<Value> = QUERIES
-        .iter()
-        .map(|q| {
-            let found = semdex.json(&["search", q, "--mode", "semantic", "--top-k", "5", "--json"]);
-            found["results"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|r| json!([r["path"], r["start_line"], r["end_line"]]))
-                .collect()
-        })
-        .collect();
-    json!({ "rows": rows, "projects": projects, "searches": searches })
-}
+use serde_json::Value;
 
 fn index(semdex: &Semdex, root: &std::path::Path) -> Value {
     semdex.json(&["index", root.to_str().unwrap(), "--project", "crash", "--json"])
@@ -47,7 +24,7 @@ fn crash_and_recover(new_instance: &dyn Fn() -> Semdex, backend: &str) {
     let cold = index(&reference_instance, root);
     let cold_time = started.elapsed();
     assert_eq!(cold["status"], "succeeded", "{cold}");
-    let reference = fingerprint(&reference_instance);
+    let reference = reference_instance.fingerprint();
     assert!(reference["rows"][3][1].as_i64().unwrap() > 100, "the corpus makes chunks: {reference}");
 
     let iterations: usize =
@@ -95,7 +72,7 @@ fn crash_and_recover(new_instance: &dyn Fn() -> Semdex, backend: &str) {
         let context = format!("{backend}, iteration {i}, kill after {delay:?}, seed {seed}");
         assert_eq!(recovered["status"], "succeeded", "{context}: {recovered}");
         assert!(!recovered["embedding_paused"].as_bool().unwrap(), "{context}");
-        let got = fingerprint(&semdex);
+        let got = semdex.fingerprint();
         assert_eq!(got, reference, "{context}: the recovered index differs from a clean one");
         // Nothing was left pending or half-written.
         let again = index(&semdex, root);
@@ -139,7 +116,7 @@ fn a_full_disk_during_indexing_loses_and_duplicates_nothing() {
     let root = repo.path().to_str().unwrap();
     let reference_instance = Semdex::embedded();
     assert_eq!(index(&reference_instance, repo.path())["status"], "succeeded");
-    let reference = fingerprint(&reference_instance);
+    let reference = reference_instance.fingerprint();
     let largest = largest_file(reference_instance.data_dir.path());
     assert!(largest > 256 * 1024, "the data directory has a file of some size: {largest} bytes");
 
@@ -168,7 +145,7 @@ fn a_full_disk_during_indexing_loses_and_duplicates_nothing() {
         let recovered = index(&semdex, repo.path());
         assert_eq!(recovered["status"], "succeeded", "{context}: {recovered}");
         assert_eq!(
-            fingerprint(&semdex),
+            semdex.fingerprint(),
             reference,
             "{context}: the recovered index differs from a clean one"
         );
